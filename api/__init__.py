@@ -1,0 +1,64 @@
+"""The HTTP API: `gunicorn 'api:create_app()'`."""
+
+from __future__ import annotations
+
+from celery import Celery
+from flask import Flask, current_app
+
+from messaging.runtime import Runtime
+from messaging.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app with its own pool, Redis client and broker producer."""
+    from api import docs, errors, health, messages, sending
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        API_TITLE="Messaging service",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
+    )
+    app.extensions["messaging.settings"] = settings
+    app.extensions["messaging.runtime"] = Runtime.open(settings, concurrency=8, name="api")
+    app.extensions["messaging.celery"] = _celery_producer(settings)
+
+    api = docs.MessagingApi(app, spec_kwargs=docs.SPEC_KWARGS)
+    for blueprint in (sending.blp, messages.blp, health.blp):
+        api.register_blueprint(blueprint)
+    docs.register(app, api)
+    errors.register(app)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Release the app's connections (called by gunicorn when a worker exits)."""
+    app.extensions["messaging.runtime"].close()
+    app.extensions["messaging.celery"].close()
+
+
+def _celery_producer(settings: Settings) -> Celery:
+    """Only sends tasks by name: the API does not import the worker's code."""
+    producer = Celery("messaging-api", broker=settings.broker_url, set_as_current=False)
+    producer.conf.update(broker_connection_timeout=3, task_serializer="json")
+    return producer
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["messaging.runtime"]
+
+
+def settings() -> Settings:
+    return current_app.extensions["messaging.settings"]
+
+
+def celery() -> Celery:
+    return current_app.extensions["messaging.celery"]

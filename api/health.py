@@ -1,0 +1,60 @@
+"""Liveness, readiness and Prometheus metrics; open even when API_TOKEN is set."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from api import runtime
+from messaging import metrics
+from messaging.errors import DependencyUnavailable
+
+blp = Blueprint("health", __name__, description="Health and metrics.")
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"example": "ok"})
+
+
+class ReadySchema(Schema):
+    status = fields.String(metadata={"example": "ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"example": {"postgresql": "ok", "redis": "ok"}})
+
+
+@blp.route("/health", methods=["GET"])
+@blp.response(200, HealthSchema)
+def health():
+    """Liveness: 200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@blp.route("/ready", methods=["GET"])
+@blp.response(200, ReadySchema)
+@blp.alt_response(503, schema=ReadySchema, description="A dependency is down; `checks` names it.")
+def ready():
+    """Readiness: 200 when PostgreSQL and Redis answer, else 503 naming what is down."""
+    checks = {
+        "postgresql": _check(lambda: metrics.ping_database(runtime().pool)),
+        "redis": _check(runtime().cache.ping),
+    }
+    down = [name for name, result in checks.items() if result != "ok"]
+    if down:
+        return {"status": f"unavailable: {', '.join(down)}", "checks": checks}, 503
+    return {"status": "ready", "checks": checks}
+
+
+@blp.route("/metrics", methods=["GET"])
+@blp.doc(responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}})
+def prometheus_metrics():
+    """Prometheus metrics: messages by status, deliveries by outcome, webhook latency, batch claims."""
+    body, content_type = metrics.render(runtime())
+    return Response(body, content_type=content_type)
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+        return "ok"
+    except DependencyUnavailable as error:
+        return f"down: {error}"

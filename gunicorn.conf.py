@@ -1,0 +1,38 @@
+"""Gunicorn settings for `gunicorn 'api:create_app()'` (read automatically from the working directory)."""
+
+import os
+import sys
+
+from messaging.errors import SettingsError
+from messaging.settings import Settings
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
+# Requests are short and mostly wait on PostgreSQL or Redis: a few threads per process.
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# On SIGTERM, requests in flight get this long to finish (compose's grace period is 30 s).
+graceful_timeout = 20
+timeout = 30
+keepalive = 5
+accesslog = "-"
+access_log_format = 'event=http_request method=%(m)s path="%(U)s" status=%(s)s duration_ms=%(M)s'
+errorlog = "-"
+
+
+def on_starting(server):
+    """Refuse to start on a bad setting, with one line naming it (not a traceback per worker)."""
+    try:
+        Settings.from_env()
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def worker_exit(server, worker):
+    """Close this worker's pool and clients once its requests are done."""
+    from api import close_app
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        close_app(app)

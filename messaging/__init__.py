@@ -1,0 +1,1 @@
+"""The messaging domain: settings, the messages table, delivery rules, the webhook client, the cache."""

@@ -1,0 +1,50 @@
+"""The service's one error hierarchy; driver errors are converted to it at the edges."""
+
+from __future__ import annotations
+
+
+class MessagingError(Exception):
+    """Something went wrong in the messaging service."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__)
+
+
+class SettingsError(MessagingError):
+    """A setting is invalid."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable} {problem}")
+
+
+class DependencyUnavailable(MessagingError):
+    """A service the call needs is unreachable."""
+
+    def __init__(self, dependency: str, reason: str = "") -> None:
+        self.dependency = dependency
+        detail = f": {reason}" if reason else ""
+        super().__init__(f"{dependency} is unavailable{detail}")
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    def __init__(self, reason: str = "") -> None:
+        super().__init__("postgresql", reason)
+
+
+class CacheUnavailable(DependencyUnavailable):
+    def __init__(self, reason: str = "") -> None:
+        super().__init__("redis", reason)
+
+
+class BrokerUnavailable(DependencyUnavailable):
+    def __init__(self, reason: str = "") -> None:
+        super().__init__("broker", reason)
+
+
+class MessageNotFound(MessagingError):
+    """No message has that id."""
+
+
+class MessageNotRetryable(MessagingError):
+    """Only a failed message can be retried."""

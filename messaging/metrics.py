@@ -1,0 +1,121 @@
+"""Prometheus metrics. Workers on any host add to counters in Redis; the API's /metrics reads them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from psycopg_pool import ConnectionPool
+
+from messaging import db, store
+from messaging.errors import DependencyUnavailable
+
+log = logging.getLogger(__name__)
+
+DELIVERIES_KEY = "messaging:metrics:deliveries"
+LATENCY_KEY = "messaging:metrics:webhook_latency"
+BATCHES_KEY = "messaging:metrics:batches"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Recorder:
+    """Adds to the shared counters; a metrics hiccup never stops a delivery."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def delivery(self, outcome: str, webhook_seconds: float | None) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(DELIVERIES_KEY, outcome, 1)
+        if webhook_seconds is not None:
+            bucket = next((f"{b:g}" for b in LATENCY_BUCKETS if webhook_seconds <= b), "+Inf")
+            pipe.hincrby(LATENCY_KEY, bucket, 1)
+            pipe.hincrbyfloat(LATENCY_KEY, "sum", webhook_seconds)
+        self._run(pipe)
+
+    def batch(self, claimed: int, recovered: int) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(BATCHES_KEY, "runs", 1)
+        pipe.hincrby(BATCHES_KEY, "claimed", claimed)
+        pipe.hincrby(BATCHES_KEY, "recovered", recovered)
+        self._run(pipe)
+
+    @staticmethod
+    def _run(pipe) -> None:
+        try:
+            pipe.execute()
+        except redis.RedisError as error:
+            log.debug("metrics not recorded: %s", error)
+
+
+class _Collector:
+    """Reads PostgreSQL and Redis at scrape time."""
+
+    def __init__(self, pool: ConnectionPool, client: redis.Redis) -> None:
+        self.pool = pool
+        self.client = client
+
+    def collect(self) -> Iterable:
+        up = GaugeMetricFamily("messaging_dependency_up", "1 when the dependency answered this scrape.", labels=["dependency"])
+        try:
+            messages = GaugeMetricFamily("messaging_messages", "Messages by delivery status.", labels=["status"])
+            for status, total in store.count_by_status(self.pool).items():
+                messages.add_metric([status.label], total)
+            yield messages
+            up.add_metric(["postgresql"], 1)
+        except DependencyUnavailable:
+            up.add_metric(["postgresql"], 0)
+        try:
+            yield from self._redis_counters()
+            up.add_metric(["redis"], 1)
+        except redis.RedisError:
+            up.add_metric(["redis"], 0)
+        yield up
+
+    def _redis_counters(self) -> Iterable:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(DELIVERIES_KEY)
+        pipe.hgetall(LATENCY_KEY)
+        pipe.hgetall(BATCHES_KEY)
+        deliveries, latency, batches = pipe.execute()
+        by_outcome = CounterMetricFamily(
+            "messaging_deliveries", "Send tasks by outcome (sent, retry_later, failed, ...).", labels=["outcome"]
+        )
+        for outcome, count in sorted(deliveries.items()):
+            by_outcome.add_metric([outcome], float(count))
+        yield by_outcome
+        yield _histogram(latency)
+        yield CounterMetricFamily("messaging_batches", "Batches run while sending was enabled.", value=float(batches.get("runs", 0)))
+        yield CounterMetricFamily("messaging_batch_claimed", "Messages claimed by batches.", value=float(batches.get("claimed", 0)))
+        yield CounterMetricFamily(
+            "messaging_claims_recovered", "Stale claims returned to pending.", value=float(batches.get("recovered", 0))
+        )
+
+
+def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:
+    cumulative, buckets = 0, []
+    for bound in [f"{b:g}" for b in LATENCY_BUCKETS] + ["+Inf"]:
+        cumulative += int(raw.get(bound, 0))
+        buckets.append((bound, cumulative))
+    return HistogramMetricFamily(
+        "messaging_webhook_latency_seconds",
+        "Time for one webhook POST, answered or not.",
+        buckets=buckets,
+        sum_value=float(raw.get("sum", 0)),
+    )
+
+
+def render(runtime) -> tuple[bytes, str]:
+    """The Prometheus text exposition for this service."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(runtime.pool, runtime.redis))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def ping_database(pool: ConnectionPool) -> None:
+    with db.wrap_errors(), pool.connection(timeout=2) as conn:
+        conn.execute("SELECT 1")

@@ -1,0 +1,152 @@
+"""Process configuration: read once from the environment, validated, then passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from messaging.errors import SettingsError
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/messaging"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:9000/webhook"
+
+DATABASE_SCHEMES = ("postgresql", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+BROKER_SCHEMES = REDIS_SCHEMES + ("amqp", "amqps", "pyamqp")
+WEBHOOK_SCHEMES = ("http", "https")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service; build it with `Settings.from_env()`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    webhook_url: str = DEFAULT_WEBHOOK_URL
+    webhook_auth_key: str = ""
+    webhook_timeout_seconds: float = 10.0
+    send_interval_seconds: float = 120.0
+    send_batch_size: int = 2
+    auto_start: bool = True
+    max_attempts: int = 5
+    retry_base_seconds: float = 10.0
+    retry_max_seconds: float = 600.0
+    claim_timeout_seconds: float = 300.0
+    cache_ttl_seconds: int = 86400
+    api_token: str = ""
+    log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log line through a repr.
+        return f"Settings(database={_without_password(self.database_url)}, webhook={self.webhook_url})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise SettingsError naming the first bad one."""
+        env = _Environment(os.environ if environ is None else environ)
+        redis_url = env.url("REDIS_URL", DEFAULT_REDIS_URL, REDIS_SCHEMES)
+        settings = cls(
+            database_url=env.url("DATABASE_URL", DEFAULT_DATABASE_URL, DATABASE_SCHEMES),
+            redis_url=redis_url,
+            broker_url=env.url("CELERY_BROKER_URL", redis_url, BROKER_SCHEMES),
+            webhook_url=env.url("WEBHOOK_URL", DEFAULT_WEBHOOK_URL, WEBHOOK_SCHEMES),
+            webhook_auth_key=env.text("WEBHOOK_AUTH_KEY", ""),
+            webhook_timeout_seconds=env.number("WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1, high=300),
+            send_interval_seconds=env.number("SEND_INTERVAL_SECONDS", 120.0, float, low=0.05, high=86400),
+            send_batch_size=env.number("SEND_BATCH_SIZE", 2, int, low=1, high=100_000),
+            auto_start=env.boolean("AUTO_START", True),
+            max_attempts=env.number("MAX_ATTEMPTS", 5, int, low=1, high=100),
+            retry_base_seconds=env.number("RETRY_BASE_SECONDS", 10.0, float, low=0, high=86400),
+            retry_max_seconds=env.number("RETRY_MAX_SECONDS", 600.0, float, low=0, high=7 * 86400),
+            claim_timeout_seconds=env.number("CLAIM_TIMEOUT_SECONDS", 300.0, float, low=1, high=86400),
+            cache_ttl_seconds=env.number("CACHE_TTL_SECONDS", 86400, int, low=1, high=365 * 86400),
+            api_token=env.text("API_TOKEN", ""),
+            log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+        settings.check_consistency()
+        return settings
+
+    def check_consistency(self) -> None:
+        """Reject combinations that would break the delivery guarantees."""
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise SettingsError("RETRY_MAX_SECONDS", "must be at least RETRY_BASE_SECONDS")
+        # A claim may only expire once its POST can no longer be under way,
+        # otherwise a slow POST and its re-claim would both reach the webhook.
+        if self.claim_timeout_seconds <= self.webhook_timeout_seconds:
+            raise SettingsError("CLAIM_TIMEOUT_SECONDS", "must be greater than WEBHOOK_TIMEOUT_SECONDS")
+
+
+class _Environment:
+    """Typed reads of environment variables; each failure names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self._environ.get(name, default)
+
+    def number(self, name: str, default: T, kind: Callable[[str], T], *, low: float, high: float) -> T:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value: Any = kind(raw)
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise SettingsError(name, f"must be {noun}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be between {low:g} and {high:g}, got {raw}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in TRUE_WORDS:
+            return True
+        if raw.lower() in FALSE_WORDS:
+            return False
+        raise SettingsError(name, f"must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.upper() not in choices:
+            raise SettingsError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+        return raw.upper()
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        parts = urlsplit(raw)
+        scheme = parts.scheme.split("+")[0]
+        if scheme not in schemes:
+            raise SettingsError(name, f"must be a URL with scheme {' or '.join(schemes)}, got {_without_password(raw)!r}")
+        if scheme != "unix" and not parts.hostname:
+            raise SettingsError(name, f"must name a host, got {_without_password(raw)!r}")
+        return raw
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,7 @@
+"""Local stand-in for an SMS provider's webhook, for `make run`, tests and benchmarks."""
+
+from __future__ import annotations
+
+from receiver.server import Receiver
+
+__all__ = ["Receiver"]

@@ -1,0 +1,45 @@
+"""Run the webhook receiver in the foreground: `python -m receiver --port 9000`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+from receiver.server import Receiver
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m receiver", description=__doc__)
+    # argparse runs string defaults through `type`, so bad env values fail like bad flags.
+    parser.add_argument("--host", default=env("RECEIVER_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=env("RECEIVER_PORT", "9000"))
+    parser.add_argument("--delay-ms", type=int, default=env("RECEIVER_DELAY_MS", "0"))
+    parser.add_argument("--status", type=int, default=202)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        receiver = Receiver(args.host, args.port, delay_ms=args.delay_ms, status=args.status)
+    except ValueError as exc:
+        raise SystemExit(f"receiver: {exc}") from None
+    with receiver:
+        print(f"receiver: listening on http://{receiver.host}:{receiver.port}/", flush=True)
+        # Short waits keep the main thread responsive to signals on every platform.
+        while not stop.wait(0.5):
+            pass
+    logging.getLogger("receiver").info("receiver: stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from messaging.errors import SettingsError
+from messaging.settings import Settings
+
+
+def test_defaults_give_the_original_rule_two_messages_every_two_minutes():
+    settings = Settings.from_env({})
+    assert settings.send_batch_size == 2
+    assert settings.send_interval_seconds == 120
+    assert settings.auto_start is True
+    assert settings.broker_url == settings.redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_every_variable_is_read():
+    env = {
+        "DATABASE_URL": "postgresql://u:p@db:5432/x",
+        "REDIS_URL": "redis://cache:6379/3",
+        "CELERY_BROKER_URL": "amqp://guest:guest@mq:5672//",
+        "WEBHOOK_URL": "https://hooks.example.test/in",
+        "WEBHOOK_AUTH_KEY": "k",
+        "WEBHOOK_TIMEOUT_SECONDS": "2.5",
+        "SEND_INTERVAL_SECONDS": "0.5",
+        "SEND_BATCH_SIZE": "50",
+        "AUTO_START": "false",
+        "MAX_ATTEMPTS": "3",
+        "RETRY_BASE_SECONDS": "1",
+        "RETRY_MAX_SECONDS": "30",
+        "CLAIM_TIMEOUT_SECONDS": "60",
+        "CACHE_TTL_SECONDS": "100",
+        "API_TOKEN": "t",
+    }
+    settings = Settings.from_env(env)
+    assert settings.broker_url.startswith("amqp://")
+    assert settings.send_interval_seconds == 0.5
+    assert settings.send_batch_size == 50
+    assert settings.auto_start is False
+    assert (settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds) == (3, 1, 30)
+    assert (settings.claim_timeout_seconds, settings.cache_ttl_seconds) == (60, 100)
+    assert (settings.webhook_auth_key, settings.api_token) == ("k", "t")
+
+
+def test_the_broker_defaults_to_the_redis_url():
+    assert Settings.from_env({"REDIS_URL": "redis://other:6379/2"}).broker_url == "redis://other:6379/2"
+
+
+def test_an_empty_variable_means_its_default():
+    assert Settings.from_env({"SEND_BATCH_SIZE": "", "CELERY_BROKER_URL": ""}).send_batch_size == 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("SEND_BATCH_SIZE", "0", "between 1"),
+        ("SEND_BATCH_SIZE", "abc", "whole number"),
+        ("SEND_BATCH_SIZE", "2.5", "whole number"),
+        ("SEND_INTERVAL_SECONDS", "-1", "between"),
+        ("SEND_INTERVAL_SECONDS", "soon", "a number"),
+        ("MAX_ATTEMPTS", "0", "between 1"),
+        ("WEBHOOK_TIMEOUT_SECONDS", "0", "between"),
+        ("CACHE_TTL_SECONDS", "-5", "between"),
+        ("AUTO_START", "maybe", "true or false"),
+        ("DATABASE_URL", "mysql://db/x", "scheme"),
+        ("REDIS_URL", "http://cache", "scheme"),
+        ("CELERY_BROKER_URL", "sqs://q", "scheme"),
+        ("WEBHOOK_URL", "ftp://hooks", "scheme"),
+        ("WEBHOOK_URL", "http://", "host"),
+        ("LOG_LEVEL", "LOUD", "one of"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(variable, value, says):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: value})
+    assert raised.value.variable == variable
+    assert str(raised.value).startswith(variable)
+    assert says in str(raised.value)
+
+
+def test_a_claim_must_outlive_a_post():
+    with pytest.raises(SettingsError, match="CLAIM_TIMEOUT_SECONDS"):
+        Settings.from_env({"CLAIM_TIMEOUT_SECONDS": "5", "WEBHOOK_TIMEOUT_SECONDS": "10"})
+
+
+def test_the_retry_cap_is_not_below_the_base():
+    with pytest.raises(SettingsError, match="RETRY_MAX_SECONDS"):
+        Settings.from_env({"RETRY_BASE_SECONDS": "60", "RETRY_MAX_SECONDS": "10"})
+
+
+def test_a_password_never_reaches_a_repr_or_an_error():
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://u:hunter2@db/x", "WEBHOOK_AUTH_KEY": "sekrit"})
+    assert "hunter2" not in repr(settings) and "sekrit" not in repr(settings)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DATABASE_URL": "mysql://u:hunter2@db/x"})
+    assert "hunter2" not in str(raised.value)

@@ -1,0 +1,33 @@
+"""Celery entry point: `celery -A worker worker` and `celery -A worker beat`.
+
+The app is built on first access to `worker.app`, from the environment, so importing
+the tasks (in tests, say) neither reads settings nor creates a broker client.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from celery import Celery
+
+from messaging.errors import SettingsError
+from messaging.settings import Settings
+from worker.app import create_celery_app
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Celery:
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        try:
+            settings = Settings.from_env()
+        except SettingsError as error:
+            sys.exit(f"configuration error: {error}")
+        _app = create_celery_app(settings)
+    return _app
+
+
+__all__ = ["app", "create_celery_app"]

@@ -1,0 +1,91 @@
+"""Celery tasks: thin wrappers that take ids and call the delivery rules."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from uuid import UUID
+
+import kombu.exceptions
+from celery import current_app, shared_task, signals
+
+from messaging import delivery
+from messaging.errors import BrokerUnavailable, DependencyUnavailable
+from messaging.logs import fields
+from messaging.models import Claim
+from messaging.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's connections, opened on first use after a fork (never inherited from a parent)."""
+    global _runtime, _runtime_pid
+    if _runtime is None or _runtime_pid != os.getpid():
+        with _runtime_lock:
+            if _runtime is None or _runtime_pid != os.getpid():
+                app = current_app
+                _runtime = Runtime.open(
+                    app.conf.messaging_settings,
+                    concurrency=int(app.conf.worker_concurrency or 4),
+                    name=f"worker-{os.getpid()}",
+                )
+                _runtime_pid = os.getpid()
+    return _runtime
+
+
+@signals.worker_process_init.connect
+@signals.worker_init.connect
+def _open_runtime(**_: object) -> None:
+    runtime()
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None and _runtime_pid == os.getpid():
+            _runtime.close()
+        _runtime = None
+
+
+@shared_task(name=delivery.BATCH_TASK, ignore_result=True)
+def run_batch() -> int:
+    """Claim due messages and enqueue one send each; returns how many were claimed."""
+    try:
+        return len(delivery.run_batch(runtime(), enqueue_sends).claimed)
+    except DependencyUnavailable as error:
+        if delivery.outage_log.allow(f"batch:{error.dependency}"):
+            log.warning("event=batch_skipped %s", fields(dependency=error.dependency, reason=error))
+        return 0
+
+
+@shared_task(name=delivery.SEND_TASK, bind=True, ignore_result=True)
+def send_message(self, message_id: str) -> str:
+    """Send one claimed message; this task's id is the claim's token."""
+    try:
+        return delivery.deliver(runtime(), UUID(message_id), UUID(self.request.id)).value
+    except DependencyUnavailable as error:
+        # The claim stays; it returns to pending after CLAIM_TIMEOUT_SECONDS.
+        if delivery.outage_log.allow(f"send:{error.dependency}"):
+            log.warning("event=delivery_deferred %s", fields(message_id=message_id, dependency=error.dependency, reason=error))
+        return "deferred"
+
+
+def enqueue_sends(claims: list[Claim]) -> None:
+    """Publish one send task per claim over a single producer connection."""
+    expires = runtime().settings.claim_timeout_seconds
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for claim in claims:
+                send_message.apply_async(
+                    (str(claim.message_id),), task_id=str(claim.token), producer=producer, expires=expires
+                )
+    except kombu.exceptions.OperationalError as error:
+        raise BrokerUnavailable(str(error)) from error
