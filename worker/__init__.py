@@ -12,7 +12,7 @@ from celery import Celery
 
 from messaging.errors import SettingsError
 from messaging.settings import Settings
-from worker.app import create_celery_app
+from worker.factory import create_celery_app
 
 _app: Celery | None = None
 

@@ -10,7 +10,7 @@ from celery.contrib.testing.worker import start_worker
 
 from messaging.settings import Settings
 from worker import tasks
-from worker.app import create_celery_app
+from worker.factory import create_celery_app
 
 
 @pytest.fixture

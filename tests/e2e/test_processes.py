@@ -1,0 +1,81 @@
+"""The real processes, as the README runs them, driven over HTTP against a local receiver."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from tests.helpers import wait_for
+from tests.stack import Stack, environment, free_port
+
+pytestmark = pytest.mark.e2e
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+INTERVAL = 0.5
+
+
+@pytest.fixture
+def stack(database_url, redis_url, receiver, tmp_path):
+    env = environment(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        WEBHOOK_URL=receiver.url,
+        WEBHOOK_AUTH_KEY="e2e-secret",
+        WEBHOOK_TIMEOUT_SECONDS=2,
+        SEND_INTERVAL_SECONDS=INTERVAL,
+        SEND_BATCH_SIZE=2,
+        AUTO_START="false",
+    )
+    running = Stack(env, tmp_path)
+    yield running
+    codes = running.stop()
+    print(running.logs())
+    _ = codes
+
+
+def test_the_whole_system_sends_two_per_interval_oldest_first_and_stops(stack, make_message, receiver):
+    ids = [str(make_message(created_at=T0 + timedelta(minutes=m))) for m in range(6)]
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    stack.api(port)
+    stack.worker("worker1")
+    stack.worker("worker2")
+    stack.beat()
+
+    status = requests.get(f"{api}/messaging/status", timeout=5).json()
+    assert status["enabled"] is False and status["counts"]["pending"] == 6
+    time.sleep(3 * INTERVAL)
+    assert receiver.deliveries() == [], "nothing is sent before start"
+
+    answer = requests.post(f"{api}/messaging/start", timeout=5)
+    assert answer.status_code == 200 and answer.json()["enabled"] is True
+    wait_for(lambda: len(receiver.deliveries()) == 6, timeout=60, what="all six deliveries")
+    keys = [d["key"] for d in receiver.deliveries()]
+    assert receiver.count_by_key() == {key: 1 for key in ids}
+    for position in range(0, 6, 2):  # each batch of two holds the oldest still pending
+        assert set(keys[position : position + 2]) == set(ids[position : position + 2])
+    assert all(d["headers"]["x-ins-auth-key"] == "e2e-secret" for d in receiver.deliveries())
+
+    wait_for(lambda: requests.get(f"{api}/messaging/status", timeout=5).json()["counts"]["sent"] == 6, what="records")
+    page = requests.get(f"{api}/messaging/sent", params={"limit": 4, "offset": 0}, timeout=5).json()
+    assert page["pagination"] == {"limit": 4, "offset": 0, "total": 6, "next_cursor": page["pagination"]["next_cursor"]}
+    assert [m["id"] for m in page["data"]] == [m["id"] for m in sorted(page["data"], key=lambda m: m["sent_at"], reverse=True)]
+    assert all(m["status"] == "sent" and m["webhook_message_id"] for m in page["data"])
+
+    assert requests.post(f"{api}/messaging/stop", timeout=5).json()["enabled"] is False
+    make_message()
+    time.sleep(4 * INTERVAL)
+    assert len(receiver.deliveries()) == 6, "nothing is sent after stop"
+
+    codes = stack.stop()
+    assert codes == {"api": 0, "worker1": 0, "worker2": 0, "beat": 0}, stack.logs()
+
+
+def test_a_process_with_a_bad_setting_stops_with_one_line_naming_it(stack):
+    stack.env["SEND_BATCH_SIZE"] = "0"
+    for process in (stack.worker("bad-worker"), stack.beat("bad-beat"), stack.start("bad-migrate", str(__import__("sys").executable), "-m", "messaging", "migrate")):
+        assert process.wait(30) != 0
+        assert "SEND_BATCH_SIZE must be between 1 and 100000, got 0" in process.log()
+        assert "Traceback" not in process.log()

@@ -1,0 +1,68 @@
+"""The configured Celery app with a real worker on the threads pool and a real Redis broker."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from messaging import store
+from tests.helpers import wait_for
+from worker import tasks
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def settings(base_settings):
+    return replace(base_settings, send_batch_size=2)
+
+
+def sent_ids(db):
+    return [r["id"] for r in db.execute("SELECT id FROM messages WHERE sending_status = 1 ORDER BY sent_at, id")]
+
+
+def test_each_batch_sends_two_messages_oldest_first(celery_worker, make_message, receiver, db):
+    ids = [make_message(created_at=T0 + timedelta(minutes=m)) for m in range(5)]
+    tasks.run_batch.delay()
+    wait_for(lambda: len(receiver.deliveries()) == 2, what="the first batch")
+    first = {d["key"] for d in receiver.deliveries()}
+    assert first == {str(ids[0]), str(ids[1])}
+
+    newer = make_message(created_at=T0 - timedelta(days=1))  # inserted later, but oldest
+    tasks.run_batch.delay()
+    wait_for(lambda: len(receiver.deliveries()) == 4, what="the second batch")
+    second = {d["key"] for d in receiver.deliveries()} - first
+    assert second == {str(newer), str(ids[2])}
+    wait_for(lambda: len(sent_ids(db)) == 4, what="the deliveries to be recorded")
+
+
+def test_many_batches_at_once_send_every_message_exactly_once(celery_worker, make_message, receiver, db):
+    ids = {str(make_message()) for _ in range(40)}
+    for _ in range(30):
+        tasks.run_batch.delay()
+    wait_for(lambda: len(sent_ids(db)) == 40, what="all 40 messages to be sent")
+    assert receiver.count_by_key() == {key: 1 for key in ids}
+
+
+def test_a_send_task_delivered_twice_posts_once(celery_worker, make_message, receiver, db, runtime):
+    message_id = make_message()
+    [claim] = store.claim_due(runtime.pool, 1)
+    for _ in range(2):  # as a broker redelivery would
+        tasks.send_message.apply_async((str(message_id),), task_id=str(claim.token))
+    wait_for(lambda: runtime.redis.hget("messaging:metrics:deliveries", "skipped") == "1", what="the duplicate")
+    assert sent_ids(db) == [message_id]
+    assert len(receiver.deliveries()) == 1
+
+
+def test_a_send_that_starts_after_stop_puts_its_message_back(celery_worker, make_message, receiver, db, runtime):
+    message_id = make_message()
+    [claim] = store.claim_due(runtime.pool, 1)
+    runtime.cache.set_enabled(False)
+    tasks.send_message.apply_async((str(message_id),), task_id=str(claim.token))
+    wait_for(
+        lambda: db.execute("SELECT sending_status FROM messages WHERE id = %s", (message_id,)).fetchone()["sending_status"] == 0,
+        what="the claim to be released",
+    )
+    assert receiver.deliveries() == []
