@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from celery import Celery
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from messaging.runtime import Runtime
 from messaging.settings import Settings
@@ -13,7 +14,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app with its own pool, Redis client and broker producer."""
-    from api import docs, errors, health, messages, sending
+    from api import auth, docs, errors, health, messages, sending
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -31,6 +32,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["messaging.runtime"] = Runtime.open(settings, concurrency=8, name="api")
     app.extensions["messaging.celery"] = _celery_producer(settings)
 
+    # App-wide hooks run before a routing error is raised: a wrong path or method under
+    # /messaging/ needs the token too.
+    app.before_request(_refuse_large_body)
+    app.before_request(auth.require_token)
+    app.after_request(_no_content_for_options)
     api = docs.MessagingApi(app, spec_kwargs=docs.SPEC_KWARGS)
     for blueprint in (sending.blp, messages.blp, health.blp):
         api.register_blueprint(blueprint)
@@ -50,6 +56,20 @@ def _celery_producer(settings: Settings) -> Celery:
     producer = Celery("messaging-api", broker=settings.broker_url, set_as_current=False)
     producer.conf.update(broker_connection_timeout=3, task_serializer="json")
     return producer
+
+
+def _refuse_large_body() -> None:
+    """413 for any call whose declared body is too large, not only for those that read it."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+
+
+def _no_content_for_options(response: Response) -> Response:
+    """Flask answers OPTIONS with an empty text/html 200; say "no content" instead (Allow lists the methods)."""
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        response.status_code = 204
+        del response.headers["Content-Type"]
+    return response
 
 
 def runtime() -> Runtime:

@@ -9,22 +9,42 @@ from flask import request
 from api import settings
 from api.errors import error_response
 
-BEARER = "Bearer "
+PROTECTED_PREFIX = "/messaging"
 
 
 def require_token():
-    """A before_request hook: None lets the request through, a response stops it."""
+    """An app-wide before_request hook: None lets the request through, a response stops it.
+
+    It runs before routing errors are raised, so an unknown path or a wrong method under
+    /messaging/ answers 401 too without a token, and reveals nothing about the API.
+    """
     expected = settings().api_token
-    if not expected:
+    if not expected or not _protected(request.path):
         return None
-    header = request.headers.get("Authorization", "")
-    given = header[len(BEARER):] if header.startswith(BEARER) else ""
     # Constant-time comparison: timing does not reveal how much of a guess was right.
-    if hmac.compare_digest(given.encode(), expected.encode()):
+    if hmac.compare_digest(_header_bytes(_bearer_token()), expected.encode()):
         return None
     return error_response(
         401,
         "unauthorized",
-        "Missing or wrong bearer token.",
+        "Missing or wrong bearer token: send Authorization: Bearer <API_TOKEN>.",
         headers={"WWW-Authenticate": 'Bearer realm="messaging"'},
     )
+
+
+def _protected(path: str) -> bool:
+    return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
+
+
+def _bearer_token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    # The scheme is case-insensitive (RFC 9110 section 11.1).
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _header_bytes(text: str) -> bytes:
+    """The bytes the client sent: WSGI servers decode header values as latin-1."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")

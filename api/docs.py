@@ -1,4 +1,4 @@
-"""The OpenAPI document's extras and Swagger UI served from the swagger-ui-bundle package (no CDN)."""
+"""The OpenAPI document's extras, and Swagger UI served from the swagger-ui-bundle package (no CDN)."""
 
 from __future__ import annotations
 
@@ -6,36 +6,131 @@ from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api.schemas import ApiErrorSchema as ErrorSchema
+from api.schemas import EXAMPLE_ID, ApiErrorSchema
 
 ASSETS_URL = "/docs/assets/"
+BEARER = [{"bearerAuth": []}]
+
+DESCRIPTION = """\
+Outbound messaging: messages stored in PostgreSQL are sent to a webhook by Celery
+workers, a batch every `SEND_INTERVAL_SECONDS` while sending is enabled.
+
+**Authentication.** When the server has `API_TOKEN` set, every `/messaging/*` call needs
+`Authorization: Bearer <API_TOKEN>`, else 401. `/health`, `/ready`, `/metrics`, `/docs`
+and `/openapi.json` are always open. Without `API_TOKEN` the whole API is open.
+
+**Errors.** Every error answer is JSON: `{"error": {"code", "message", "fields"}}`, with
+`fields` (per-field messages) on validation errors only. An unknown path answers 404, a
+method a path does not support 405 (with `Allow`), a request body over 64 KiB 413, and
+PostgreSQL or Redis being unreachable 503 naming which.
+
+**Pagination.** `/messaging/sent` and `/messaging/failed` take `limit` and `offset`, or a
+`cursor`: `pagination.next_cursor` of the previous page. A cursor page costs the same at
+any depth; an offset page costs more the deeper it is.
+"""
 
 SPEC_KWARGS = {
-    "info": {
-        "description": (
-            "Outbound messaging: messages stored in PostgreSQL are sent to a webhook by Celery "
-            "workers, a batch every SEND_INTERVAL_SECONDS while sending is enabled.\n\n"
-            "When API_TOKEN is set, every /messaging/* call needs `Authorization: Bearer <token>`."
-        )
+    "info": {"description": DESCRIPTION},
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "The server's API_TOKEN."}
+        }
     },
-    "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
-    "security": [{"bearerAuth": []}],
 }
+
+
+def _error(code: str, message: str, fields: dict | None = None) -> dict:
+    body = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
 
 ERROR_RESPONSES = {
-    400: {"schema": ErrorSchema, "description": "Invalid query parameters."},
-    401: {"schema": ErrorSchema, "description": "Missing or wrong bearer token (only when API_TOKEN is set)."},
-    404: {"schema": ErrorSchema, "description": "No message with that id."},
-    409: {"schema": ErrorSchema, "description": "The message is not in a state that allows this."},
-    413: {"schema": ErrorSchema, "description": "Request body over 64 KiB."},
-    422: {"schema": ErrorSchema, "description": "Invalid request body, with per-field messages."},
-    503: {"schema": ErrorSchema, "description": "PostgreSQL or Redis is unreachable."},
+    400: {
+        "description": "Invalid query parameters, with per-field messages.",
+        "example": _error(
+            "validation_error",
+            "Invalid query parameters.",
+            {"limit": ["Must be greater than or equal to 1 and less than or equal to 100."]},
+        ),
+    },
+    401: {
+        "description": "Missing or wrong bearer token (only when the server has API_TOKEN set).",
+        "example": _error("unauthorized", "Missing or wrong bearer token: send Authorization: Bearer <API_TOKEN>."),
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "The scheme to use.",
+                "schema": {"type": "string", "example": 'Bearer realm="messaging"'},
+            }
+        },
+    },
+    404: {
+        "description": "No message with that id (also for an id that is not a UUID).",
+        "example": _error("not_found", f"No message with id {EXAMPLE_ID}."),
+    },
+    409: {
+        "description": "The message is not failed, so it cannot be retried.",
+        "example": _error("conflict", f"Message {EXAMPLE_ID} is sent; only a failed message can be retried."),
+    },
+    413: {
+        "description": "Request body over 64 KiB.",
+        "example": _error("request_entity_too_large", "Request body over 64 KiB."),
+    },
+    422: {
+        "description": (
+            "Invalid body, with per-field messages: a missing, unknown or mistyped field, content that is "
+            "empty or over 160 characters or has a NUL, a number that is not E.164, a body that is not a "
+            "JSON object (or not sent as application/json)."
+        ),
+        "example": _error(
+            "validation_error",
+            "Invalid request body.",
+            {
+                "recipient_phone_number": ["Must be an E.164 number: + then 8 to 15 digits, the first not 0."],
+                "content": ["Must be 1 to 160 characters."],
+            },
+        ),
+    },
 }
 
-class MessagingApi(Api):
-    """flask-smorest's Api, documenting our error shape as the default error."""
+UNAVAILABLE_REASONS = {
+    "postgresql": "no connection within the pool timeout",
+    "redis": "Error 111 connecting to 127.0.0.1:6379. Connection refused.",
+}
 
-    ERROR_SCHEMA = ErrorSchema
+
+def _unavailable(dependencies: tuple[str, ...]) -> dict:
+    names = " or ".join({"postgresql": "PostgreSQL", "redis": "Redis"}[name] for name in dependencies)
+    first = dependencies[0]
+    return {
+        "description": f"{names} is unreachable." + (" The message names which." if len(dependencies) > 1 else ""),
+        "example": _error("unavailable", f"{first} is unavailable: {UNAVAILABLE_REASONS[first]}"),
+    }
+
+
+def messaging_call(blp, *statuses: int, needs: tuple[str, ...] = ("postgresql",)):
+    """Document a /messaging call: bearer auth, 401, each error status it can answer, and 503 for `needs`."""
+
+    def decorate(view):
+        view = blp.doc(security=BEARER)(view)
+        responses = {401: ERROR_RESPONSES[401], **{status: ERROR_RESPONSES[status] for status in statuses}}
+        responses[503] = _unavailable(needs)
+        for status, response in responses.items():
+            view = blp.alt_response(status, schema=ApiErrorSchema, **response)(view)
+        return view
+
+    return decorate
+
+
+class MessagingApi(Api):
+    """flask-smorest's Api, documenting each call's own errors instead of a catch-all default."""
+
+    ERROR_SCHEMA = ApiErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_pagination_header(self):
+        """We paginate in the body: flask-smorest's pagination header would only add an unused schema."""
 
 
 assets = Blueprint("swagger_assets", __name__)

@@ -8,9 +8,18 @@ from flask import Flask, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from api import MAX_BODY_BYTES
+from api.parser import BODY
 from messaging.errors import DependencyUnavailable, MessageNotFound, MessageNotRetryable, MessagingError
 
 log = logging.getLogger(__name__)
+
+# Clearer than werkzeug's stock descriptions, for the statuses a client meets most.
+MESSAGES = {
+    404: "No such path.",
+    405: "Method not allowed here; the Allow header lists those that are.",
+    413: f"Request body over {MAX_BODY_BYTES // 1024} KiB.",
+}
 
 DOMAIN_ERRORS: dict[type[MessagingError], tuple[int, str]] = {
     MessageNotFound: (404, "not_found"),
@@ -35,29 +44,29 @@ def handle_http_exception(error: HTTPException):
     if messages:
         return _validation_response(error.code or 400, messages, data.get("headers"))
     code = (error.name or "error").lower().replace(" ", "_")
+    message = MESSAGES.get(error.code, error.description or error.name)
     # Keep headers the error carries for the client, such as Allow on a 405.
     headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
     headers.update(data.get("headers") or {})
-    return error_response(error.code or 500, code, error.description or error.name, headers=headers)
+    return error_response(error.code or 500, code, message, headers=headers)
 
 
 def _validation_response(status: int, messages: dict, headers: dict | None):
     """webargs reports errors per location ({"query": {...}}); clients want the fields."""
     fields: dict = {}
     for location, errors in messages.items():
-        if isinstance(errors, dict):
-            fields.update(errors)
-        else:
+        if not isinstance(errors, dict):
             fields[location] = errors
-    if "json" in messages and status == 400:
-        # Malformed JSON is a body that cannot be processed, like any other invalid body.
-        status = 422
+            continue
+        for name, problems in errors.items():
+            # marshmallow's "_schema" is about the whole input: for a body, call it that.
+            fields[BODY if name == "_schema" and location == "json" else name] = problems
     where = "query parameters" if "query" in messages else "request body"
     return error_response(status, "validation_error", f"Invalid {where}.", fields, headers)
 
 
 def handle_validation_error(error: ValidationError):
-    messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+    messages = error.messages if isinstance(error.messages, dict) else {BODY: error.messages}
     return error_response(422, "validation_error", "Invalid request body.", messages)
 
 

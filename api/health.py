@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Response
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api import runtime
+from api.parser import Blueprint
 from messaging import metrics
 from messaging.errors import DependencyUnavailable
 
@@ -14,24 +14,37 @@ blp = Blueprint("health", __name__, description="Health and metrics.")
 
 
 class HealthSchema(Schema):
-    status = fields.String(metadata={"example": "ok"})
+    status = fields.String(required=True, metadata={"example": "ok"})
 
 
 class ReadySchema(Schema):
-    status = fields.String(metadata={"example": "ready"})
-    checks = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"example": {"postgresql": "ok", "redis": "ok"}})
+    status = fields.String(required=True, metadata={"example": "ready"})
+    checks = fields.Dict(
+        required=True,
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"example": {"postgresql": "ok", "redis": "ok"}, "description": '"ok" or "down: <reason>" each.'},
+    )
 
 
 @blp.route("/health", methods=["GET"])
-@blp.response(200, HealthSchema)
+@blp.response(200, HealthSchema, description="The process is alive.")
 def health():
     """Liveness: 200 while the process serves requests."""
     return {"status": "ok"}
 
 
 @blp.route("/ready", methods=["GET"])
-@blp.response(200, ReadySchema)
-@blp.alt_response(503, schema=ReadySchema, description="A dependency is down; `checks` names it.")
+@blp.response(200, ReadySchema, description="PostgreSQL and Redis answer.")
+@blp.alt_response(
+    503,
+    schema=ReadySchema,
+    description="A dependency is down; `checks` names it.",
+    example={
+        "status": "unavailable: redis",
+        "checks": {"postgresql": "ok", "redis": "down: redis is unavailable: Error 111 connecting to redis:6379."},
+    },
+)
 def ready():
     """Readiness: 200 when PostgreSQL and Redis answer, else 503 naming what is down."""
     checks = {

@@ -3,88 +3,111 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timezone
 from uuid import UUID
 
-from flask_smorest import Blueprint
-
-from api import auth, runtime
-from api.docs import ERROR_RESPONSES
-from api.schemas import MessagePageSchema, MessageSchema, NewMessageSchema, PageQuerySchema, encode_cursor
+from api import cursors, runtime
+from api.docs import messaging_call
+from api.parser import Blueprint
+from api.schemas import (
+    EXAMPLE_CONTENT,
+    EXAMPLE_ID,
+    EXAMPLE_PHONE,
+    MessagePageSchema,
+    MessageSchema,
+    NewMessageSchema,
+    PageQuerySchema,
+)
 from messaging import store
 from messaging.errors import CacheUnavailable, MessageNotFound, MessageNotRetryable
 from messaging.models import Message, Status
 
 blp = Blueprint("messages", __name__, url_prefix="/messaging", description="Messages and their delivery.")
-blp.before_request(auth.require_token)
 
-PAGE_RESPONSES = (400, 401, 503)
-
-
-def _document(*statuses: int):
-    def decorate(view):
-        for status in statuses:
-            view = blp.alt_response(status, **ERROR_RESPONSES[status])(view)
-        return view
-
-    return decorate
+MESSAGE_ID = {
+    "in": "path",
+    "name": "message_id",
+    "required": True,
+    "description": "The message's id, a UUID. Any other text answers 404, like an unknown id.",
+    "schema": {"type": "string", "format": "uuid", "example": EXAMPLE_ID},
+}
 
 
 @blp.route("/sent", methods=["GET"])
 @blp.arguments(PageQuerySchema, location="query", error_status_code=400, as_kwargs=True)
-@blp.response(200, MessagePageSchema)
-@_document(*PAGE_RESPONSES)
+@blp.response(200, MessagePageSchema, description="A page of sent messages.")
+@messaging_call(blp, 400)
 def sent(**query):
-    """Sent messages, newest `sent_at` first (ties by id)."""
+    """Sent messages, newest sent_at first (ties by id).
+
+    Page with `limit` and `offset` (seed compatible), or with `cursor`: the
+    `pagination.next_cursor` of the previous page, which costs the same at any depth.
+    """
     return _page(Status.SENT, **query)
 
 
 @blp.route("/failed", methods=["GET"])
 @blp.arguments(PageQuerySchema, location="query", error_status_code=400, as_kwargs=True)
-@blp.response(200, MessagePageSchema)
-@_document(*PAGE_RESPONSES)
+@blp.response(200, MessagePageSchema, description="A page of failed messages.")
+@messaging_call(blp, 400)
 def failed(**query):
-    """Failed messages, most recently failed first (ties by id)."""
+    """Failed messages, most recently failed first (ties by id).
+
+    Paged like `/messaging/sent`. A failed message can be sent again with
+    `POST /messaging/messages/{message_id}/retry`.
+    """
     return _page(Status.FAILED, **query)
 
 
 @blp.route("/messages", methods=["POST"])
-@blp.arguments(NewMessageSchema, error_status_code=422)
-@blp.response(201, MessageSchema)
-@_document(401, 413, 422, 503)
+@blp.arguments(
+    NewMessageSchema,
+    error_status_code=422,
+    example={"recipient_phone_number": EXAMPLE_PHONE, "content": EXAMPLE_CONTENT},
+)
+@blp.response(201, MessageSchema, description="The stored message, pending.")
+@messaging_call(blp, 413, 422)
 def create(new):
     """Queue a message for sending; it goes out in a later batch, oldest first."""
     return store.insert(runtime().pool, new["recipient_phone_number"], new["content"])
 
 
-@blp.route("/messages/<message_id>", methods=["GET"])
-@blp.response(200, MessageSchema)
-@_document(401, 404, 503)
+@blp.route("/messages/<message_id>", methods=["GET"], parameters=[MESSAGE_ID])
+@blp.response(200, MessageSchema, description="The message.")
+@messaging_call(blp, 404)
 def get(message_id: str):
     """One message; delivery details come from the Redis cache when it has them."""
     message = _find(message_id)
     return _with_cached_delivery(message)
 
 
-@blp.route("/messages/<message_id>/retry", methods=["POST"])
-@blp.response(200, MessageSchema)
-@_document(401, 404, 409, 503)
+@blp.route("/messages/<message_id>/retry", methods=["POST"], parameters=[MESSAGE_ID])
+@blp.response(200, MessageSchema, description="The message, pending again with 0 attempts.")
+@messaging_call(blp, 404, 409, 413)
 def retry(message_id: str):
-    """Put a failed message back to pending with its attempts reset."""
+    """Put a failed message back to pending with its attempts reset.
+
+    It goes out in a later batch. Any other status answers 409.
+    """
     message = _find(message_id)
     retried = store.retry_failed(runtime().pool, message.id)
     if retried is None:
-        raise MessageNotRetryable(f"Message {message.id} is {message.status.label}; only a failed message can be retried.")
+        raise MessageNotRetryable(
+            f"Message {message.id} is {message.status.label}; only a failed message can be retried."
+        )
     return retried
 
 
-def _page(status: Status, *, limit: int, offset: int, cursor: str | None = None, after=None) -> dict:
+def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None) -> dict:
     pool = runtime().pool
-    messages = store.page(pool, status, limit=limit, offset=offset, after=after)
+    keyset = (after.time, after.id) if after else None
+    # One row more than asked tells whether there is a next page, without a second query.
+    rows = store.page(pool, status, limit=limit + 1, offset=offset, after=keyset)
+    messages = rows[:limit]
     next_cursor = None
-    if len(messages) == limit:
+    if len(rows) > limit:
         last = messages[-1]
-        next_cursor = encode_cursor(_sort_value(status, last), last.id)
+        next_cursor = cursors.encode(cursors.after(_sort_time(status, last), last.id, end_offset=offset + limit))
     return {
         "data": messages,
         "pagination": {
@@ -96,7 +119,8 @@ def _page(status: Status, *, limit: int, offset: int, cursor: str | None = None,
     }
 
 
-def _sort_value(status: Status, message: Message) -> datetime:
+def _sort_time(status: Status, message: Message) -> datetime | None:
+    """The column the list is ordered by (see queries.sql: list_sent, list_failed)."""
     return message.sent_at if status is Status.SENT else message.updated_at
 
 
@@ -118,13 +142,23 @@ def _with_cached_delivery(message: Message) -> Message:
         return message  # PostgreSQL has the record too; the cache only answers faster
     if not entry:
         return message
-    try:
-        sent_at = datetime.fromisoformat(str(entry.get("sent_at")))
-    except ValueError:
-        sent_at = message.sent_at
     return dataclasses.replace(
         message,
         status=Status.SENT,
-        sent_at=sent_at,
-        webhook_message_id=entry.get("messageId") or message.webhook_message_id,
+        sent_at=_cached_time(entry.get("sent_at")) or message.sent_at,
+        webhook_message_id=_cached_text(entry.get("messageId")) or message.webhook_message_id,
     )
+
+
+def _cached_time(value: object) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # the workers write UTC
+    return moment
+
+
+def _cached_text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

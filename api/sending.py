@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import kombu.exceptions
-from flask_smorest import Blueprint
 
-from api import auth, celery, runtime, settings
-from api.docs import ERROR_RESPONSES
+from api import celery, runtime, settings
+from api.docs import messaging_call
+from api.parser import Blueprint
 from api.schemas import StatusSchema, SwitchSchema
 from messaging import delivery, store
 from messaging.logs import fields
@@ -16,13 +16,11 @@ from messaging.logs import fields
 log = logging.getLogger(__name__)
 
 blp = Blueprint("sending", __name__, url_prefix="/messaging", description="Start and stop sending.")
-blp.before_request(auth.require_token)
 
 
 @blp.route("/start", methods=["POST"])
-@blp.response(200, SwitchSchema)
-@blp.alt_response(401, **ERROR_RESPONSES[401])
-@blp.alt_response(503, **ERROR_RESPONSES[503])
+@blp.response(200, SwitchSchema, description="Sending is enabled.")
+@messaging_call(blp, 413, needs=("redis",))
 def start():
     """Start sending, and run one batch at once.
 
@@ -37,9 +35,10 @@ def start():
 
 
 @blp.route("/stop", methods=["POST"])
-@blp.response(200, SwitchSchema)
-@blp.alt_response(401, **ERROR_RESPONSES[401])
-@blp.alt_response(503, **ERROR_RESPONSES[503])
+@blp.response(
+    200, SwitchSchema, description="Sending is disabled.", example={"enabled": False, "message": "Sending stopped."}
+)
+@messaging_call(blp, 413, needs=("redis",))
 def stop():
     """Stop sending.
 
@@ -52,9 +51,8 @@ def stop():
 
 
 @blp.route("/status", methods=["GET"])
-@blp.response(200, StatusSchema)
-@blp.alt_response(401, **ERROR_RESPONSES[401])
-@blp.alt_response(503, **ERROR_RESPONSES[503])
+@blp.response(200, StatusSchema, description="The switch, the schedule and the counts.")
+@messaging_call(blp, needs=("postgresql", "redis"))
 def status():
     """Whether sending is on, its schedule, and how many messages are in each status."""
     counts = store.count_by_status(runtime().pool)

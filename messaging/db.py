@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,10 +29,25 @@ def create_pool(url: str, *, max_size: int = 10, name: str = "messaging") -> psy
         name=name,
         kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
         # A connection killed by a restart or pg_terminate_backend is replaced, not handed out.
-        check=psycopg_pool.ConnectionPool.check_connection,
+        check=check_connection,
         timeout=5,
         open=True,
     )
+
+
+def check_connection(conn: psycopg.Connection) -> None:
+    """The pool's check before lending a connection, with a round trip only when one can fail.
+
+    A server that ends a session (pg_terminate_backend, a restart) sends an error and closes the
+    socket, which makes it readable. Pinging every connection instead (the pool's own check)
+    cost a round trip per statement, about a sixth of a send task's database time in a profile.
+    """
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection is closed")
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        psycopg_pool.ConnectionPool.check_connection(conn)
 
 
 @contextmanager

@@ -47,13 +47,14 @@ Enqueue = Callable[[list[Claim]], None]
 
 
 def run_batch(runtime: Runtime, enqueue: Enqueue) -> BatchResult:
-    """While enabled: return stale claims, claim due messages, then hand them to `enqueue`."""
+    """Return stale claims; then, while enabled, claim due messages and hand them to `enqueue`."""
     settings = runtime.settings
-    if not runtime.cache.is_enabled():
-        return BatchResult(enabled=False)
+    # Stale claims go back even while sending is stopped: nothing stays in `sending`.
     recovered = store.recover_stale_claims(runtime.pool, settings.claim_timeout_seconds, settings.max_attempts)
     for message_id in recovered:
         log.warning("event=claim_expired %s", fields(message_id=message_id))
+    if not runtime.cache.is_enabled():
+        return BatchResult(enabled=False, recovered=len(recovered))
     claims = store.claim_due(runtime.pool, settings.send_batch_size)
     if claims:
         _hand_over(runtime, claims, enqueue)

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Iterable
 
 import redis
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
 from psycopg_pool import ConnectionPool
 
 from messaging import db, store
@@ -97,10 +98,12 @@ class _Collector:
 
 
 def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:
+    """Cumulative buckets from the per-bucket counts in Redis (fields named `f"{bound:g}"`)."""
     cumulative, buckets = 0, []
-    for bound in [f"{b:g}" for b in LATENCY_BUCKETS] + ["+Inf"]:
-        cumulative += int(raw.get(bound, 0))
-        buckets.append((bound, cumulative))
+    for bound in LATENCY_BUCKETS + (float("inf"),):
+        cumulative += int(raw.get("+Inf" if bound == float("inf") else f"{bound:g}", 0))
+        # `le` spelled as prometheus_client spells it for its own histograms: "1.0", "+Inf".
+        buckets.append((floatToGoString(bound), cumulative))
     return HistogramMetricFamily(
         "messaging_webhook_latency_seconds",
         "Time for one webhook POST, answered or not.",
@@ -109,11 +112,13 @@ def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:
     )
 
 
-def render(runtime) -> tuple[bytes, str]:
-    """The Prometheus text exposition for this service."""
+def render(runtime, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition for this service and its content type: OpenMetrics when the scraper's
+    `Accept` header asks for it (as Prometheus does), else the classic Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(runtime.pool, runtime.redis))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    encode, content_type = choose_encoder(accept or "")
+    return encode(registry), content_type
 
 
 def ping_database(pool: ConnectionPool) -> None:

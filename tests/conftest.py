@@ -20,6 +20,7 @@ from receiver import Receiver
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_DB_LOCK = "messaging-tests:db-lock:{}"
+TEST_CONNECTION_NAME = "messaging-tests"
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +106,9 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def db(database_url: str) -> Iterator[psycopg.Connection]:
     """A plain autocommit connection for arranging and checking rows."""
-    with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+    with psycopg.connect(
+        database_url, autocommit=True, row_factory=psycopg.rows.dict_row, application_name=TEST_CONNECTION_NAME
+    ) as conn:
         yield conn
 
 

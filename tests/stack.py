@@ -115,8 +115,16 @@ class Stack:
                 codes[process.name] = None
         return codes
 
-    def logs(self) -> str:
-        return "\n".join(f"===== {p.name}\n{p.log()[-4000:]}" for p in self.processes)
+    def logs(self, tail: int = 6000) -> str:
+        """Each process's log without the routine per-task lines, for a failing test's report."""
+        return "\n".join(f"===== {p.name}\n{_interesting(p.log())[-tail:]}" for p in self.processes)
+
+
+ROUTINE = ("outcome=sent", "] received", "succeeded in", "Sending due task", "event=batch claimed=0")
+
+
+def _interesting(log: str) -> str:
+    return "\n".join(line for line in log.splitlines() if not any(marker in line for marker in ROUTINE))
 
 
 def wait_until_up(url: str, process: Process, timeout: float = 30) -> None:
@@ -127,7 +135,7 @@ def wait_until_up(url: str, process: Process, timeout: float = 30) -> None:
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # still booting
         time.sleep(0.1)
     raise RuntimeError(f"{process.name} did not answer {url} within {timeout}s:\n{process.log()[-3000:]}")

@@ -24,7 +24,7 @@ EXPECTED_SERVICES = {
     "postgres", "redis", "migrate", "api", "worker", "beat", "flower", "receiver", "rabbitmq",
 }
 LONG_RUNNING = {"postgres", "redis", "api", "worker", "beat", "flower", "receiver"}
-PYTHON_SERVICES = ("api", "worker", "beat", "migrate")
+PYTHON_SERVICES = ("api", "worker", "beat", "migrate", "flower")
 
 # SPEC section 2 variables and the defaults they get inside compose.
 SPEC_ENV_DEFAULTS = {
@@ -204,6 +204,27 @@ def test_worker_pool_lives_in_celery_config(services):
         assert not any(t == flag or t.startswith(flag + "=") for t in tokens), flag
 
 
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_celery_log_level_follows_LOG_LEVEL(services, name):
+    assert "--loglevel=${LOG_LEVEL:-INFO}" in _command_text(services[name])
+
+
+def test_worker_healthcheck_pings_the_workers_own_node_name(services):
+    # The healthcheck asks for celery@$HOSTNAME: Celery's default node name, so the
+    # command must not rename the node.
+    tokens = _command_text(services["worker"]).split()
+    assert not any(t in ("-n", "--hostname") or t.startswith("--hostname=") for t in tokens)
+
+
+def test_exactly_one_beat(services):
+    beat = services["beat"]
+    assert (beat.get("deploy") or {}).get("replicas", 1) == 1
+    for name, service in services.items():
+        if name != "beat":
+            assert " beat" not in _command_text(service), f"{name} also runs beat"
+            assert "--beat" not in _command_text(service) and " -B" not in _command_text(service), name
+
+
 def test_worker_is_scalable(services):
     worker = services["worker"]
     assert "container_name" not in worker
@@ -318,6 +339,32 @@ def test_dockerfile_requirements_copied_before_source(dockerfile_lines):
 def test_dockerfile_copies_only_the_app(dockerfile_lines):
     for _, line in _instructions(dockerfile_lines, "COPY"):
         assert not re.search(r"COPY\s+(--\S+\s+)*\.\s", line), f"copies the whole context: {line}"
+
+
+def _copied_sources(dockerfile_lines) -> set[str]:
+    copied = set()
+    for _, line in _instructions(dockerfile_lines, "COPY"):
+        if "--from" in line:
+            continue
+        args = [a for a in line.split()[1:] if not a.startswith("--")]
+        copied |= {source.rstrip("/") for source in args[:-1]}
+    return copied
+
+
+def test_dockerfile_copies_everything_the_processes_need(dockerfile_lines):
+    copied = _copied_sources(dockerfile_lines)
+    # api, worker, beat, flower, migrate (+ its SQL), the demo receiver, gunicorn's settings.
+    for needed in ("requirements.txt", "gunicorn.conf.py", "sql", "messaging", "worker", "api", "receiver"):
+        assert needed in copied, f"the image lacks {needed}"
+        assert (ROOT / needed).exists(), needed
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies(dockerfile_lines):
+    from fnmatch import fnmatch
+
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    for source in _copied_sources(dockerfile_lines):
+        assert not any(fnmatch(source, pattern.rstrip("/")) for pattern in patterns), f".dockerignore drops {source}"
 
 
 def test_dockerignore():

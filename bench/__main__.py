@@ -1,0 +1,221 @@
+"""`make bench` (`python -m bench`): SPEC 7's figures in one run, printed as one table and kept in bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import claim, data, floor, latency, system
+from bench.processes import ReceiverProcess
+from worker.factory import DEFAULT_CONCURRENCY, DEFAULT_POOL
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+LOGS = HERE / "out"
+
+INTERVAL = 0.2  # beat period during the drains
+BATCH = 1000  # messages claimed per period
+BIG = 1_000_000
+DEPTH = 500_000
+CALLS = 200
+CLAIM_LIMIT = 100
+
+
+@dataclass
+class Row:
+    case: str
+    system: str
+    floor: str = "-"
+    ratio: str = "-"
+    target: str = "-"
+    ok: bool | None = None
+
+
+def pool_size(concurrency: int) -> int:
+    """What `messaging.runtime.Runtime.open` gives a worker of this concurrency."""
+    return min(max(concurrency, 2), 16)
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def fresh_pending(where: data.Place, count: int) -> None:
+    data.reset(where)
+    with data.connect(where.database_url) as conn:
+        data.load_pending(conn, count)
+        data.vacuum(conn)
+
+
+def check_exactly_once(receiver: ReceiverProcess, count: int, who: str) -> None:
+    stats = receiver.stats()
+    if stats["unique"] != count or stats["duplicates"]:
+        raise SystemExit(f"bench: {who} delivered {stats}, expected {count} unique and no duplicates")
+
+
+def throughput(
+    where: data.Place,
+    receiver: ReceiverProcess,
+    *,
+    name: str,
+    count: int,
+    delay_ms: int,
+    concurrency: int,
+    target: float,
+    worker_options: tuple[str, ...] = (),
+) -> Row:
+    """The floor, then the system, on the same receiver with the same concurrency; their ratio."""
+    fresh_pending(where, count)
+    receiver.prepare(delay_ms)
+    log(f"{name}: floor, {count:,} messages, {concurrency} threads")
+    plain = floor.drain(
+        where.database_url, where.redis_url, receiver.url,
+        count=count, threads=concurrency, pool_size=pool_size(concurrency),
+    )
+    check_exactly_once(receiver, count, "the floor")
+    log(f"{name}: floor {plain.rate:.0f} msg/s ({plain.cpu_seconds / count * 1000:.2f} ms CPU/msg)")
+
+    fresh_pending(where, count)
+    receiver.prepare(delay_ms)
+    log(f"{name}: system, {count:,} messages, worker {' '.join(worker_options) or 'defaults'}")
+    real = system.drain(
+        where, receiver.url, count=count, log_dir=LOGS / name.replace(" ", "-"),
+        interval=INTERVAL, batch_size=BATCH, worker_options=worker_options,
+    )
+    check_exactly_once(receiver, count, "the system")
+    log(f"{name}: system {real.rate:.0f} msg/s ({real.cpu_seconds / count * 1000:.2f} ms worker CPU/msg)")
+    ratio = real.rate / plain.rate
+    return Row(
+        case=name,
+        system=f"{real.rate:,.0f} msg/s",
+        floor=f"{plain.rate:,.0f} msg/s",
+        ratio=f"{ratio:.2f}",
+        target=f">= {target:.1f}" if target else "-",
+        ok=ratio >= target if target else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--instant", type=int, default=20_000, help="messages for the instant receiver")
+    parser.add_argument("--slow", type=int, default=5_000, help="messages for the 200 ms receiver")
+    parser.add_argument("--plain", type=int, default=5_000, help="messages for the prefork reference (0: skip)")
+    parser.add_argument("--rows", type=int, default=BIG, help="sent rows for the API and claim cases")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    args = parser.parse_args(argv)
+
+    LOGS.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    rows: list[Row] = []
+    plans: dict[str, list[str]] = {}
+    statements: dict[str, latency.Latency] = {}
+    concurrency = DEFAULT_CONCURRENCY
+    with data.place() as where:
+        receiver = ReceiverProcess(LOGS)
+        try:
+            rows.append(throughput(where, receiver, name="instant receiver", count=args.instant, delay_ms=0,
+                                   concurrency=concurrency, target=0.8))
+            rows.append(throughput(where, receiver, name="receiver at 200 ms", count=args.slow, delay_ms=200,
+                                   concurrency=concurrency, target=0.9))
+            if args.plain:
+                # Celery's own defaults: prefork, one process per core; same flow, same floor.
+                cores = os.cpu_count() or 2
+                rows.append(throughput(where, receiver, name=f"instant, prefork -c {cores} (reference)",
+                                       count=args.plain, delay_ms=0, concurrency=cores, target=0,
+                                       worker_options=("--pool", "prefork", "--concurrency", str(cores))))
+        finally:
+            receiver.stop()
+
+        log(f"claim: {CLAIM_LIMIT} of 1,000 pending rows")
+        fresh_pending(where, 1000)
+        with data.connect(where.database_url) as conn:
+            small = claim.cost_ms(conn, limit=CLAIM_LIMIT)
+            plans["1,000 rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
+
+        log(f"loading {args.rows:,} sent rows and 1,000 pending")
+        data.reset(where)
+        with data.connect(where.database_url) as conn:
+            data.load_sent(conn, args.rows)
+            data.load_pending(conn, 1000)
+            data.vacuum(conn)
+            big = claim.cost_ms(conn, limit=CLAIM_LIMIT)
+            plans[f"{args.rows + 1000:,} rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
+        growth = big / small
+        rows.append(Row(
+            case=f"claim {CLAIM_LIMIT} rows: 1,000 -> {args.rows + 1000:,} rows",
+            system=f"{small:.2f} -> {big:.2f} ms",
+            ratio=f"x{growth:.2f}",
+            target="flat (< x2)",
+            ok=growth < 2,
+        ))
+
+        depth = min(DEPTH, args.rows // 2)
+        log(f"API: GET /messaging/sent at {args.rows:,} sent rows, {CALLS} calls per page")
+        pages = latency.api_pages(where, depth=depth, calls=CALLS, log_dir=LOGS / "api")
+        statements = latency.statements(where, depth=depth, calls=CALLS)
+        for name, measured in pages.items():
+            deep_offset = name.startswith("offset")
+            rows.append(Row(
+                case=f"GET /sent {name} ({args.rows:,} rows)",
+                system=f"p50 {measured.p50_ms:.1f} / p95 {measured.p95_ms:.1f} ms",
+                target="-" if deep_offset else "p95 < 10 ms",
+                ok=None if deep_offset else measured.p95_ms < 10,
+            ))
+
+    elapsed = time.perf_counter() - started
+    table = render(rows)
+    print(table)
+    print(f"\n`make bench` took {elapsed:.0f} s.")
+    if not args.no_write:
+        write_results(table, rows, plans, statements, elapsed, concurrency)
+        print(f"Written to {RESULTS.relative_to(HERE.parent)}.")
+    return 0
+
+
+def render(rows: list[Row]) -> str:
+    header = ["case", "system", "floor (same run)", "ratio", "target", "met"]
+    body = [[r.case, r.system, r.floor, r.ratio, r.target, {True: "yes", False: "NO", None: "-"}[r.ok]] for r in rows]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in [header] + body]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_results(table, rows, plans, statements, elapsed, concurrency) -> None:
+    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    parts = [
+        "# Benchmark results",
+        "",
+        f"`make bench` on {when}, {machine}; load average at the end {load}. Took {elapsed:.0f} s.",
+        "",
+        f"System: real `celery -A worker worker` (pool {DEFAULT_POOL}, concurrency {concurrency}) and "
+        f"`celery -A worker beat` (SEND_INTERVAL_SECONDS={INTERVAL}, SEND_BATCH_SIZE={BATCH}) draining pending "
+        "messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop with the same number of "
+        "threads, the same webhook client and receiver, no task queue. Ratios are system/floor from this one run.",
+        "",
+        table,
+        "",
+        "## Statements alone (psql-side view of the API rows)",
+        "",
+        "| statement | p50 | p95 |",
+        "|---|---|---|",
+        *[f"| {name} | {m.p50_ms:.2f} ms | {m.p95_ms:.2f} ms |" for name, m in statements.items()],
+        "",
+        "## The claim's plan",
+        "",
+    ]
+    for name, lines in plans.items():
+        parts += [f"{name}:", "", "```", *lines, "```", ""]
+    RESULTS.write_text("\n".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The system: pending messages drained by a real `celery worker` and `celery beat` into the receiver."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from bench import data
+from bench.processes import Stack, environment, group_cpu_seconds, wait_for_log
+from messaging.cache import ENABLED_KEY
+
+POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Run:
+    sent: int
+    seconds: float
+    cpu_seconds: float  # the worker's processes, the batch task's enqueueing included
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds
+
+
+def drain(
+    where: data.Place,
+    webhook_url: str,
+    *,
+    count: int,
+    log_dir: Path,
+    interval: float,
+    batch_size: int,
+    worker_options: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> Run:
+    """Start worker and beat (sending off), switch sending on, and time until `count` are sent."""
+    env = environment(
+        DATABASE_URL=where.database_url,
+        REDIS_URL=where.redis_url,
+        WEBHOOK_URL=webhook_url,
+        SEND_INTERVAL_SECONDS=interval,
+        SEND_BATCH_SIZE=batch_size,
+        AUTO_START="false",
+        CLAIM_TIMEOUT_SECONDS=600,
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra_env or {})
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(env, log_dir)
+    switch = redis.Redis.from_url(where.redis_url)
+    try:
+        worker = stack.worker("worker", *worker_options)
+        wait_for_log(worker, " ready.")
+        stack.beat()
+        time.sleep(1.0)  # beat up, its first batches found sending off
+        with data.connect(where.database_url) as conn:
+            cpu = group_cpu_seconds(worker.popen.pid)
+            started = time.perf_counter()
+            switch.set(ENABLED_KEY, "1")
+            deadline = started + timeout
+            while (sent := data.count_sent(conn)) < count:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"system: {sent}/{count} sent after {timeout}s; counts {data.counts(conn)}")
+                if not worker.alive():
+                    raise RuntimeError(f"worker exited:\n{worker.log()[-3000:]}")
+                time.sleep(POLL_SECONDS)
+            seconds = time.perf_counter() - started
+            cpu = group_cpu_seconds(worker.popen.pid) - cpu
+        return Run(sent, seconds, cpu)
+    finally:
+        switch.set(ENABLED_KEY, "0")
+        switch.close()
+        stack.stop()

@@ -1,0 +1,1 @@
+from tests.integration.conftest import celery_app, celery_worker  # noqa: F401  (the same real worker)
