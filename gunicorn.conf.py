@@ -3,6 +3,7 @@
 import os
 import sys
 
+from messaging import logs
 from messaging.errors import SettingsError
 from messaging.settings import Settings
 
@@ -23,10 +24,12 @@ errorlog = "-"
 def on_starting(server):
     """Refuse to start on a bad setting, with one line naming it (not a traceback per worker)."""
     try:
-        Settings.from_env()
+        settings = Settings.from_env()
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
+    # The app's own event lines (sending_started, ...); forked workers inherit the handler.
+    logs.configure(settings.log_level)
 
 
 def worker_exit(server, worker):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, request
 from marshmallow import Schema, fields
 
 from api import runtime
@@ -61,7 +61,7 @@ def ready():
 @blp.doc(responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}})
 def prometheus_metrics():
     """Prometheus metrics: messages by status, deliveries by outcome, webhook latency, batch claims."""
-    body, content_type = metrics.render(runtime())
+    body, content_type = metrics.render(runtime(), request.headers.get("Accept"))
     return Response(body, content_type=content_type)
 
 

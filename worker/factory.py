@@ -62,9 +62,7 @@ def create_celery_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        # Redis redelivers an unacked task after this; it must outlast the longest wait
-        # in the queue plus a send, or a task could run twice.
-        broker_transport_options={"visibility_timeout": max(3600, 4 * int(settings.claim_timeout_seconds))},
+        broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         # A lost broker connection must not cancel POSTs under way: they finish and are recorded.
@@ -87,3 +85,15 @@ def create_celery_app(settings: Settings) -> Celery:
     )
     app.conf.messaging_settings = settings
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, object]:
+    """Broker options that depend on the broker.
+
+    Redis redelivers a task not acknowledged within `visibility_timeout`; it must outlast the
+    longest wait in the queue plus a send, or a task could run twice. RabbitMQ has no such
+    timeout (it redelivers only when the consumer's connection closes), so it gets none.
+    """
+    if settings.broker_url.partition(":")[0].split("+")[0] in ("redis", "rediss"):
+        return {"visibility_timeout": max(3600, 4 * int(settings.claim_timeout_seconds))}
+    return {}

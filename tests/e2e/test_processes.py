@@ -69,8 +69,10 @@ def test_the_whole_system_sends_two_per_interval_oldest_first_and_stops(stack, m
     time.sleep(4 * INTERVAL)
     assert len(receiver.deliveries()) == 6, "nothing is sent after stop"
 
+    stopping = time.monotonic()
     codes = stack.stop()
     assert codes == {"api": 0, "worker1": 0, "worker2": 0, "beat": 0}, stack.logs()
+    assert time.monotonic() - stopping < 2 + 5, "SIGTERM ends everything within the webhook timeout plus a margin"
 
 
 def test_a_process_with_a_bad_setting_stops_with_one_line_naming_it(stack):
