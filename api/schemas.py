@@ -171,7 +171,13 @@ class PaginationSchema(Schema):
     offset = fields.Integer(
         required=True, metadata={"example": 0, "description": "Rows skipped before this page (0 for keyset pages)."}
     )
-    total = fields.Integer(required=True, metadata={"example": 42, "description": "Messages in this list."})
+    total = fields.Integer(
+        required=True,
+        metadata={
+            "example": 42,
+            "description": "Messages in this list: exact up to 10,000; above that, counted at most 10 s ago.",
+        },
+    )
     next_cursor = fields.String(
         required=True,
         allow_none=True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -15,6 +15,7 @@ from messaging.errors import CacheUnavailable
 
 ENABLED_KEY = "messaging:enabled"
 SENT_KEY_PREFIX = "messaging:sent:"
+COUNT_KEY_PREFIX = "messaging:count:"
 
 
 def create_client(url: str) -> redis.Redis:
@@ -51,30 +52,59 @@ class Cache:
     def is_enabled(self) -> bool:
         """The switch; before anyone touched it, AUTO_START decides."""
         with wrap_errors():
-            value = self.client.get(ENABLED_KEY)
-        return self.auto_start if value is None else value == "1"
+            return self._enabled(self.client.get(ENABLED_KEY))
+
+    def _enabled(self, switch: str | None) -> bool:
+        return self.auto_start if switch is None else switch == "1"
 
     def set_enabled(self, enabled: bool) -> None:
         with wrap_errors():
             self.client.set(ENABLED_KEY, "1" if enabled else "0")
 
-    def remember_sent(self, message_id: UUID, webhook_message_id: str | None, sent_at: datetime) -> None:
-        entry = {"messageId": webhook_message_id, "sent_at": sent_at.isoformat()}
+    def remember_sent(
+        self, message_id: UUID, webhook_message_id: str | None, sent_at: datetime, pipe: redis.client.Pipeline | None = None
+    ) -> None:
+        """Cache a delivery; given a pipeline, only add the command to it."""
+        entry = json.dumps({"messageId": webhook_message_id, "sent_at": sent_at.isoformat()})
+        if pipe is not None:
+            pipe.set(sent_key(message_id), entry, ex=self.ttl_seconds)
+            return
         with wrap_errors():
-            self.client.set(sent_key(message_id), json.dumps(entry), ex=self.ttl_seconds)
+            self.client.set(sent_key(message_id), entry, ex=self.ttl_seconds)
 
     def sent_entry(self, message_id: UUID) -> dict[str, Any] | None:
         """The cached delivery of a message, if any."""
         with wrap_errors():
-            raw = self.client.get(sent_key(message_id))
-        if raw is None:
-            return None
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            return None
-        return entry if isinstance(entry, dict) else None
+            return _entry(self.client.get(sent_key(message_id)))
+
+    def switch_and_delivery(self, message_id: UUID) -> tuple[bool, dict[str, Any] | None]:
+        """The switch and the message's cached delivery, in one round trip (a send asks both)."""
+        with wrap_errors():
+            switch, entry = self.client.mget(ENABLED_KEY, sent_key(message_id))
+        return self._enabled(switch), _entry(entry)
+
+    def remembered_count(self, name: str, ttl_seconds: int, count: Callable[[], int]) -> int:
+        """A count kept for `ttl_seconds`, so that an expensive count runs once per period, not per call."""
+        key = f"{COUNT_KEY_PREFIX}{name}"
+        with wrap_errors():
+            cached = self.client.get(key)
+        if cached is not None:
+            return int(cached)
+        value = count()
+        with wrap_errors():
+            self.client.set(key, value, ex=ttl_seconds)
+        return value
 
     def ping(self) -> None:
         with wrap_errors():
             self.client.ping()
+
+
+def _entry(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from uuid import UUID
 
-from messaging import store
+from messaging import cache, store
 from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
 from messaging.logs import Throttle, fields
 from messaging.models import Claim, Outgoing, Status
@@ -76,10 +76,10 @@ def _hand_over(runtime: Runtime, claims: list[Claim], enqueue: Enqueue) -> None:
 
 def deliver(runtime: Runtime, message_id: UUID, token: UUID) -> Outcome:
     """Send one claimed message at most once per claim and record the outcome."""
-    if not _sending_enabled(runtime):
+    enabled, cached = _switch_and_cached_delivery(runtime, message_id)
+    if not enabled:
         released = store.release_claim(runtime.pool, message_id, token)
         return _finish(runtime, message_id, Outcome.RELEASED if released else Outcome.SKIPPED)
-    cached = _cached_delivery(runtime, message_id)
     if cached is not None:
         store.mark_sent(runtime.pool, message_id, cached[0], cached[1], attempted=False)
         return _finish(runtime, message_id, Outcome.ALREADY_SENT)
@@ -93,36 +93,34 @@ def deliver(runtime: Runtime, message_id: UUID, token: UUID) -> Outcome:
     return _record_success(runtime, outgoing, accepted)
 
 
-def _sending_enabled(runtime: Runtime) -> bool:
+def _switch_and_cached_delivery(runtime: Runtime, message_id: UUID) -> tuple[bool, tuple[datetime, str | None] | None]:
+    """Is sending on, and the cached (sent_at, messageId) of an earlier delivery, if any."""
     try:
-        return runtime.cache.is_enabled()
+        enabled, entry = runtime.cache.switch_and_delivery(message_id)
     except CacheUnavailable as error:
         # Without the switch we cannot know sending is still wanted: hold back.
         if outage_log.allow("switch"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
-        return False
-
-
-def _cached_delivery(runtime: Runtime, message_id: UUID) -> tuple[datetime, str | None] | None:
-    """The cached (sent_at, messageId) of an earlier delivery; PostgreSQL still guards when Redis is down."""
-    try:
-        entry = runtime.cache.sent_entry(message_id)
-    except CacheUnavailable:
-        return None
+        return False, None
     if entry is None:
-        return None
+        return enabled, None
     try:
         sent_at = datetime.fromisoformat(str(entry.get("sent_at")))
     except ValueError:
         sent_at = datetime.now(timezone.utc)
-    return sent_at, entry.get("messageId")
+    return enabled, (sent_at, entry.get("messageId"))
 
 
 def _record_success(runtime: Runtime, outgoing: Outgoing, accepted: Accepted) -> Outcome:
     sent_at = datetime.now(timezone.utc)
+    # The cache first: if recording in PostgreSQL fails, the next claim finds it and does not POST.
+    # The metrics ride in the same round trip.
+    pipe = runtime.redis.pipeline(transaction=False)
+    runtime.cache.remember_sent(outgoing.id, accepted.webhook_message_id, sent_at, pipe=pipe)
+    runtime.metrics.delivery(Outcome.SENT.value, accepted.seconds, pipe=pipe)
     try:
-        # The cache first: if recording in PostgreSQL fails, the next claim finds it and does not POST.
-        runtime.cache.remember_sent(outgoing.id, accepted.webhook_message_id, sent_at)
+        with cache.wrap_errors():
+            pipe.execute()
     except CacheUnavailable as error:
         if outage_log.allow("cache"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
@@ -132,6 +130,7 @@ def _record_success(runtime: Runtime, outgoing: Outgoing, accepted: Accepted) ->
         outgoing.id,
         Outcome.SENT,
         accepted.seconds,
+        counted=True,
         attempt=outgoing.attempts + 1,
         status=accepted.status_code,
     )
@@ -164,9 +163,12 @@ def _record_failure(runtime: Runtime, outgoing: Outgoing, token: UUID, failure: 
     )
 
 
-def _finish(runtime: Runtime, message_id: UUID, outcome: Outcome, seconds: float | None = None, **details) -> Outcome:
-    """One log line and one metrics update per send task."""
-    runtime.metrics.delivery(outcome.value, seconds)
+def _finish(
+    runtime: Runtime, message_id: UUID, outcome: Outcome, seconds: float | None = None, *, counted: bool = False, **details
+) -> Outcome:
+    """One log line and one metrics update per send task (unless the caller `counted` it already)."""
+    if not counted:
+        runtime.metrics.delivery(outcome.value, seconds)
     duration = None if seconds is None else f"{seconds * 1000:.1f}"
     level = logging.WARNING if outcome in (Outcome.RETRY_LATER, Outcome.FAILED) else logging.INFO
     log.log(level, "event=delivery %s", fields(message_id=message_id, outcome=outcome.value, duration_ms=duration, **details))

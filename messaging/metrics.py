@@ -29,14 +29,17 @@ class Recorder:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def delivery(self, outcome: str, webhook_seconds: float | None) -> None:
-        pipe = self.client.pipeline(transaction=False)
+    def delivery(self, outcome: str, webhook_seconds: float | None, pipe: redis.client.Pipeline | None = None) -> None:
+        """Count one send task; given a pipeline, only add to it (the caller sends it with its own commands)."""
+        own = pipe is None
+        pipe = self.client.pipeline(transaction=False) if own else pipe
         pipe.hincrby(DELIVERIES_KEY, outcome, 1)
         if webhook_seconds is not None:
             bucket = next((f"{b:g}" for b in LATENCY_BUCKETS if webhook_seconds <= b), "+Inf")
             pipe.hincrby(LATENCY_KEY, bucket, 1)
             pipe.hincrbyfloat(LATENCY_KEY, "sum", webhook_seconds)
-        self._run(pipe)
+        if own:
+            self._run(pipe)
 
     def batch(self, claimed: int, recovered: int) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -126,5 +126,9 @@ RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook
 SELECT sending_status, count(*) AS total FROM messages GROUP BY sending_status;
 
 -- name: count_in_status
--- How many messages are in one status.
+-- How many messages are in one status (an index-only scan: it grows with the status's rows).
 SELECT count(*) AS total FROM messages WHERE sending_status = %(status)s;
+
+-- name: count_in_status_up_to
+-- How many messages are in one status, counting no further than %(cap)s: cheap at any size.
+SELECT count(*) AS total FROM (SELECT 1 FROM messages WHERE sending_status = %(status)s LIMIT %(cap)s) AS capped;

@@ -103,8 +103,12 @@ def count_by_status(pool: ConnectionPool) -> dict[Status, int]:
     return counts
 
 
-def count_in_status(pool: ConnectionPool, status: Status) -> int:
-    row = db.fetch_one(pool, "count_in_status", status=int(status))
+def count_in_status(pool: ConnectionPool, status: Status, *, up_to: int | None = None) -> int:
+    """How many messages are in `status`; with `up_to`, stop counting there (cheap at any size)."""
+    if up_to is None:
+        row = db.fetch_one(pool, "count_in_status", status=int(status))
+    else:
+        row = db.fetch_one(pool, "count_in_status_up_to", status=int(status), cap=up_to)
     return row["total"] if row else 0
 
 

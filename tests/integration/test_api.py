@@ -877,3 +877,18 @@ def test_swagger_ui_is_served_from_local_assets_only(client):
         assert response.status_code == 200, asset
         assert len(response.get_data()) > 1000, asset
     assert "/openapi.json" in html
+
+
+def test_a_large_total_is_counted_once_per_period_and_a_small_one_exactly(client, db, monkeypatch):
+    from api import messages as messages_api
+
+    monkeypatch.setattr(messages_api, "EXACT_TOTAL_UP_TO", 3)
+    db.execute(
+        "INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) "
+        "SELECT 'm' || g, '+90532' || lpad(g::text, 7, '0'), 1, now() FROM generate_series(1, 3) AS g"
+    )
+    assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 3
+    db.execute("INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) VALUES ('x', '+905320000099', 1, now())")
+    assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 4
+    db.execute("INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) VALUES ('y', '+905320000098', 1, now())")
+    assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 4, "kept for TOTAL_CACHE_SECONDS"
