@@ -19,7 +19,7 @@ POLL_SECONDS = 0.05
 class Run:
     sent: int
     seconds: float
-    cpu_seconds: float  # the worker's processes, the batch task's enqueueing included
+    cpu_seconds: float  # the workers' processes, the batch task's enqueueing included
 
     @property
     def rate(self) -> float:
@@ -35,6 +35,7 @@ def drain(
     interval: float,
     batch_size: int,
     worker_options: tuple[str, ...] = (),
+    workers: int = 1,
     extra_env: dict[str, str] | None = None,
     timeout: float = 300,
 ) -> Run:
@@ -54,23 +55,25 @@ def drain(
     stack = Stack(env, log_dir)
     switch = redis.Redis.from_url(where.redis_url)
     try:
-        worker = stack.worker("worker", *worker_options)
-        wait_for_log(worker, " ready.")
+        started_workers = [stack.worker(f"worker{n}", *worker_options) for n in range(1, workers + 1)]
+        for worker in started_workers:
+            wait_for_log(worker, " ready.")
         stack.beat()
         time.sleep(1.0)  # beat up, its first batches found sending off
         with data.connect(where.database_url) as conn:
-            cpu = group_cpu_seconds(worker.popen.pid)
+            cpu = sum(group_cpu_seconds(w.popen.pid) for w in started_workers)
             started = time.perf_counter()
             switch.set(ENABLED_KEY, "1")
             deadline = started + timeout
             while (sent := data.count_sent(conn)) < count:
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"system: {sent}/{count} sent after {timeout}s; counts {data.counts(conn)}")
-                if not worker.alive():
-                    raise RuntimeError(f"worker exited:\n{worker.log()[-3000:]}")
+                for worker in started_workers:
+                    if not worker.alive():
+                        raise RuntimeError(f"{worker.name} exited:\n{worker.log()[-3000:]}")
                 time.sleep(POLL_SECONDS)
             seconds = time.perf_counter() - started
-            cpu = group_cpu_seconds(worker.popen.pid) - cpu
+            cpu = sum(group_cpu_seconds(w.popen.pid) for w in started_workers) - cpu
         return Run(sent, seconds, cpu)
     finally:
         switch.set(ENABLED_KEY, "0")

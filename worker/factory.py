@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import urlsplit
-
 from celery import Celery
-from kombu.transport import redis as kombu_redis
 
 from messaging.delivery import BATCH_TASK
 from messaging.settings import Settings
@@ -19,37 +14,8 @@ DEFAULT_POOL = "threads"
 DEFAULT_CONCURRENCY = 64
 
 
-
-
-class _RedisChannel(kombu_redis.Channel):
-    """kombu's Redis channel, with one client for its publishes and acks instead of a new one each.
-
-    kombu builds a `redis.Redis` per operation; with redis-py 8 that object costs more CPU than
-    the command it sends: the unacked bookkeeping of each task (one pipeline on receipt, one on
-    ack) spent about 8% of a worker's CPU building clients. A client is thread-safe (each
-    command borrows a connection from the channel's pool), so one per channel does.
-    """
-
-    _shared_client = None
-
-    @contextmanager
-    def conn_or_acquire(self, client=None) -> Iterator:
-        if client:
-            yield client
-            return
-        if self._shared_client is None:
-            self._shared_client = self._create_client()
-        yield self._shared_client
-
-
-class RedisTransport(kombu_redis.Transport):
-    Channel = _RedisChannel
-
-
 def create_celery_app(settings: Settings) -> Celery:
     app = Celery("messaging", broker=settings.broker_url, include=["worker.tasks"])
-    if urlsplit(settings.broker_url).scheme == "redis":
-        app.conf.broker_transport = f"{__name__}:RedisTransport"
     app.conf.update(
         worker_pool=DEFAULT_POOL,
         worker_concurrency=DEFAULT_CONCURRENCY,
