@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import psycopg
 import pytest
@@ -130,7 +129,3 @@ def make_message(db: psycopg.Connection):
         return db.execute(query, values).fetchone()["id"]
 
     return make
-
-
-def with_settings(settings: Settings, **changes) -> Settings:
-    return replace(settings, **changes)
