@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.faults.services import PrivateRedis, terminate_backends
+from tests.faults.services import PrivateRedis, TcpProxy, terminate_backends
 from tests.helpers import wait_for
 from tests.stack import Stack, environment, free_port
 
@@ -151,6 +151,28 @@ def test_postgresql_connections_terminated_during_a_drain_are_survived(fault_env
     wait_for(lambda: sent_count(db) == 2000, timeout=120, interval=0.5, what="the drain to complete")
     assert_all_delivered(db, receiver, 2000)
     assert all(p.alive() for p in stack.processes), stack.logs()
+
+
+def test_postgresql_down_for_a_while_is_survived_and_logged_without_a_flood(fault_env, make_stack, db, receiver):
+    proxy = TcpProxy(target_port=5432).start()
+    via_proxy = fault_env["DATABASE_URL"].replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    insert_backlog(db, 1500)
+    receiver.set_behaviour(delay_ms=2)
+    stack = make_stack(**{**fault_env, "DATABASE_URL": via_proxy})
+    worker = stack.worker("w1")
+    beat = stack.beat()
+    try:
+        wait_for(lambda: sent_count(db) >= 200, timeout=60, what="the drain to be under way")
+        proxy.cut()
+        time.sleep(8)
+        assert worker.alive() and beat.alive(), stack.logs()
+        proxy.restore()
+        wait_for(lambda: sent_count(db) == 1500, timeout=120, interval=0.5, what="the drain to resume and complete")
+        assert_all_delivered(db, receiver, 1500)
+        outage_lines = [line for line in worker.log().splitlines() if "dependency=postgresql" in line]
+        assert 0 < len(outage_lines) <= 6, "the cause is logged once per 30 s per kind, not per task"
+    finally:
+        proxy.cut()
 
 
 def test_sigterm_lets_a_worker_finish_the_posts_a_slow_webhook_holds(fault_env, make_stack, db, receiver):
