@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -9,7 +10,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.stack import Stack, environment, free_port
+from tests.stack import BIN, Stack, environment, free_port
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -77,7 +78,13 @@ def test_the_whole_system_sends_two_per_interval_oldest_first_and_stops(stack, m
 
 def test_a_process_with_a_bad_setting_stops_with_one_line_naming_it(stack):
     stack.env["SEND_BATCH_SIZE"] = "0"
-    for process in (stack.worker("bad-worker"), stack.beat("bad-beat"), stack.start("bad-migrate", str(__import__("sys").executable), "-m", "messaging", "migrate")):
+    processes = (
+        stack.worker("bad-worker"),
+        stack.beat("bad-beat"),
+        stack.start("bad-migrate", sys.executable, "-m", "messaging", "migrate"),
+        stack.start("bad-api", str(BIN / "gunicorn"), "api:create_app()", extra_env={"GUNICORN_BIND": f"127.0.0.1:{free_port()}"}),
+    )
+    for process in processes:
         assert process.wait(30) != 0
         assert "SEND_BATCH_SIZE must be between 1 and 100000, got 0" in process.log()
         assert "Traceback" not in process.log()
