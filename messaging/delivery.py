@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 from uuid import UUID
 
 from messaging import cache, store
@@ -19,6 +20,7 @@ from messaging.runtime import Runtime
 from messaging.webhook import Accepted, DeliveryFailed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Task names shared by the worker that defines them and the API that sends them.
 BATCH_TASK = "messaging.run_batch"
@@ -183,7 +185,7 @@ def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None
     return ceiling / 2 + random.random() * ceiling / 2
 
 
-def _with_db_retries(record, attempts: int = 4, first_pause: float = 0.5):
+def _with_db_retries(record: Callable[[], T], attempts: int = 4, first_pause: float = 0.5) -> T:
     """Recording an outcome already POSTed is worth a few quick retries through a database blip."""
     for attempt in range(attempts):
         try:
