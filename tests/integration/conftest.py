@@ -1,9 +1,12 @@
-"""A real Celery worker, in this process, on the project's own configured app."""
+"""A real Celery worker, in this process, on the project's own configured app, on Redis or RabbitMQ."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
+import kombu
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
@@ -12,12 +15,49 @@ from messaging.settings import Settings
 from worker import tasks
 from worker.factory import create_celery_app
 
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _rabbitmq_unreachable() -> str | None:
+    """None when RabbitMQ accepts a connection, else why not."""
+    try:
+        with kombu.Connection(RABBITMQ_URL, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+    except Exception as error:  # any failure to connect means: no RabbitMQ to test against
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+_unreachable = _rabbitmq_unreachable()
+requires_rabbitmq = pytest.mark.skipif(
+    _unreachable is not None, reason=f"RabbitMQ unreachable at {RABBITMQ_URL}: {_unreachable}"
+)
+# Parameters for a `settings` fixture whose tests run once per broker.
+BROKERS = ["redis", pytest.param("rabbitmq", marks=requires_rabbitmq)]
+
+
+def broker_url(broker: str, settings: Settings) -> str:
+    return RABBITMQ_URL if broker == "rabbitmq" else settings.redis_url
+
+
+def _on_rabbitmq(app: Celery) -> bool:
+    return app.conf.broker_url.startswith("amqp")
+
 
 @pytest.fixture
-def celery_app(settings: Settings) -> Celery:
+def celery_app(settings: Settings) -> Iterator[Celery]:
     app = create_celery_app(settings)
+    # Each test run has a Redis db of its own; the RabbitMQ vhost is shared, so there each
+    # test gets a queue (and exchange) no one else uses, deleted afterwards.
+    queue = f"messaging-test-{uuid.uuid4().hex[:12]}" if _on_rabbitmq(app) else None
+    if queue:
+        app.conf.task_default_queue = queue
     app.set_current()
-    return app
+    yield app
+    if queue:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+            connection.default_channel.exchange_delete(queue)
 
 
 @pytest.fixture
@@ -25,4 +65,7 @@ def celery_worker(celery_app: Celery) -> Iterator[object]:
     """The configured app's worker on the threads pool; `task_always_eager` is not a test of Celery."""
     with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=15) as worker:
         yield worker
+        if _on_rabbitmq(celery_app):
+            # On amqp the in-process worker's loop sleeps up to 10 s before it sees the stop flag.
+            celery_app.control.shutdown(destination=[worker.hostname])
     tasks._close_runtime()

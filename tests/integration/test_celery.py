@@ -1,4 +1,5 @@
-"""The configured Celery app with a real worker on the threads pool and a real Redis broker."""
+"""The configured Celery app with a real worker on the threads pool, on each broker it supports:
+Redis, and RabbitMQ (`CELERY_BROKER_URL=amqp://...`, skipped when none answers)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ import pytest
 
 from messaging import store
 from tests.helpers import wait_for
+from tests.integration.conftest import BROKERS, broker_url
 from worker import tasks
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def settings(base_settings):
-    return replace(base_settings, send_batch_size=2)
+@pytest.fixture(params=BROKERS)
+def settings(request, base_settings):
+    return replace(base_settings, send_batch_size=2, broker_url=broker_url(request.param, base_settings))
 
 
 def sent_ids(db):
@@ -73,3 +75,28 @@ def test_a_send_that_starts_after_stop_puts_its_message_back(celery_worker, make
         what="the claim to be released",
     )
     assert receiver.deliveries() == []
+
+
+def test_the_app_uses_the_configured_broker(celery_app, celery_worker, settings):
+    expected = settings.broker_url.split(":")[0]
+    with celery_app.connection_for_write() as connection:
+        assert connection.transport.driver_type == expected
+    assert celery_worker.app.connection_for_read().transport.driver_type == expected
+
+
+def test_a_transient_failure_is_retried_by_a_later_batch(celery_worker, make_message, receiver, db):
+    receiver.set_behaviour(fail_first=1, fail_status=503)
+    message_id = make_message()
+    tasks.run_batch.delay()
+    wait_for(
+        lambda: db.execute("SELECT attempts FROM messages WHERE id = %s", (message_id,)).fetchone()["attempts"] == 1,
+        what="the failed attempt",
+    )
+    tasks.run_batch.delay()  # RETRY_BASE_SECONDS is 0 in the tests: due again at once
+    wait_for(lambda: sent_ids(db) == [message_id], what="the retry")
+    assert receiver.count_by_key() == {str(message_id): 2}
+
+
+def test_the_worker_answers_a_liveness_ping(celery_app, celery_worker):
+    replies = celery_app.control.ping(destination=[celery_worker.hostname], timeout=5)
+    assert replies == [{celery_worker.hostname: {"ok": "pong"}}]
