@@ -27,7 +27,7 @@ CALLS = 200
 CLAIM_LIMIT = 100
 
 
-CPU_NOTES: list[str] = []  # "| case | floor CPU/msg | system CPU/msg |" lines for RESULTS.md
+CPU_NOTES: list[str] = []  # one "| case | floor process | floor machine | system workers | system machine |" line each
 
 
 @dataclass
@@ -47,6 +47,10 @@ def pool_size(concurrency: int) -> int:
 
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def per_message(seconds: float, count: int) -> str:
+    return f"{seconds / count * 1000:.2f} ms"
 
 
 def fresh_pending(where: data.Place, count: int) -> None:
@@ -91,7 +95,8 @@ def throughput(
         count=count, threads=concurrency, pool_size=pool_size(concurrency),
     )
     check_exactly_once(receiver, count, "the floor")
-    log(f"{name}: floor {plain.rate:.0f} msg/s ({plain.cpu_seconds / count * 1000:.2f} ms CPU/msg)")
+    log(f"{name}: floor {plain.rate:.0f} msg/s ({per_message(plain.cpu_seconds, count)} CPU/msg, "
+        f"machine {per_message(plain.machine_cpu_seconds, count)})")
     rows = []
     for variant in variants:
         fresh_pending(where, count)
@@ -102,11 +107,13 @@ def throughput(
             interval=INTERVAL, batch_size=BATCH, worker_options=variant.options, workers=variant.workers,
         )
         check_exactly_once(receiver, count, "the system")
-        log(f"{name}: system {real.rate:.0f} msg/s ({real.cpu_seconds / count * 1000:.2f} ms worker CPU/msg)")
+        log(f"{name}: system {real.rate:.0f} msg/s ({per_message(real.cpu_seconds, count)} worker CPU/msg, "
+            f"machine {per_message(real.machine_cpu_seconds, count)})")
         ratio = real.rate / plain.rate
         CPU_NOTES.append(
-            f"| {name}, {variant.label} | {plain.cpu_seconds / count * 1000:.2f} ms "
-            f"| {real.cpu_seconds / count * 1000:.2f} ms |"
+            f"| {name}, {variant.label} | {per_message(plain.cpu_seconds, count)} "
+            f"| {per_message(plain.machine_cpu_seconds, count)} | {per_message(real.cpu_seconds, count)} "
+            f"| {per_message(real.machine_cpu_seconds, count)} |"
         )
         rows.append(Row(
             case=f"{name}, {count:,} msgs: {variant.label}",
@@ -133,15 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     plans: dict[str, list[str]] = {}
     statements: dict[str, latency.Latency] = {}
-    concurrency = DEFAULT_CONCURRENCY
+    cores = os.cpu_count() or 2
+    # As `make run` and compose deploy: one worker process per core, DEFAULT_CONCURRENCY threads each.
+    concurrency = cores * DEFAULT_CONCURRENCY
     with data.place() as where:
         receiver = ReceiverProcess(LOGS)
         try:
-            cores = os.cpu_count() or 2
-            per_core = max(1, concurrency // cores)
             variants = [
-                Variant(f"1 worker x {concurrency} threads (default)"),
-                Variant(f"{cores} workers x {per_core} threads", workers=cores, options=("--concurrency", str(per_core))),
+                Variant(f"{cores} workers x {DEFAULT_CONCURRENCY} threads (default)", workers=cores),
+                Variant(f"1 worker x {concurrency} threads", options=("--concurrency", str(concurrency))),
             ]
             rows += throughput(where, receiver, name="instant receiver", count=args.instant, delay_ms=0,
                                concurrency=concurrency, target=0.8, variants=variants)
@@ -220,7 +227,7 @@ def write_results(table, rows, plans, statements, elapsed, concurrency) -> None:
         "",
         f"`make bench` on {when}, {machine}; load average at the end {load}. Took {elapsed:.0f} s.",
         "",
-        f"System: real `celery -A worker worker` (pool {DEFAULT_POOL}, concurrency {concurrency}) and "
+        f"System: real `celery -A worker worker` processes (pool {DEFAULT_POOL}, {concurrency} threads in all) and "
         f"`celery -A worker beat` (SEND_INTERVAL_SECONDS={INTERVAL}, SEND_BATCH_SIZE={BATCH}) draining pending "
         "messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop with the same number of "
         "threads, the same webhook client and receiver, no task queue. Ratios are system/floor from this one run.",
@@ -229,10 +236,12 @@ def write_results(table, rows, plans, statements, elapsed, concurrency) -> None:
         "",
         "## CPU per message (same run)",
         "",
-        "Floor: the bench process. System: the worker processes (beat, Redis and PostgreSQL not counted).",
+        "Process: the floor's own process; the system's worker processes. Machine: every process on the "
+        "machine over the same seconds (PostgreSQL, Redis, the receiver, beat). On this 2-core machine the "
+        "machine figures decide the ratio: both sides run out of cores.",
         "",
-        "| case | floor | system workers |",
-        "|---|---|---|",
+        "| case | floor process | floor machine | system workers | system machine |",
+        "|---|---|---|---|---|",
         *CPU_NOTES,
         "",
         "## The API rows' statements alone (through messaging.store, no HTTP)",

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import psycopg_pool
 import redis
 
+from bench.processes import machine_cpu_seconds
 from messaging.cache import SENT_KEY_PREFIX
 from messaging.webhook import WebhookClient
 
@@ -50,6 +51,7 @@ class Run:
     sent: int
     seconds: float
     cpu_seconds: float
+    machine_cpu_seconds: float  # every process: the floor's, PostgreSQL's, Redis's, the receiver's
 
     @property
     def rate(self) -> float:
@@ -99,16 +101,16 @@ def drain(database_url: str, redis_url: str, webhook_url: str, *, count: int, th
     workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
     for worker in workers:
         worker.start()
-    cpu = time.process_time()
+    cpu, machine = time.process_time(), machine_cpu_seconds()
     started = time.perf_counter()
     start.wait()
     for worker in workers:
         worker.join()
     seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu
+    cpu, machine = time.process_time() - cpu, machine_cpu_seconds() - machine
     webhook.close()
     client.close()
     pool.close()
     if errors:
         raise RuntimeError(f"floor failed: {errors[0]!r}") from errors[0]
-    return Run(sum(sent), seconds, cpu)
+    return Run(sum(sent), seconds, cpu, machine)

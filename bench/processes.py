@@ -12,7 +12,9 @@ import requests
 
 from tests.stack import ROOT, Process, Stack, environment, free_port
 
-__all__ = ["ReceiverProcess", "Stack", "environment", "free_port", "group_cpu_seconds", "wait_for_log"]
+__all__ = [
+    "ReceiverProcess", "Stack", "environment", "free_port", "group_cpu_seconds", "machine_cpu_seconds", "wait_for_log",
+]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -90,3 +92,10 @@ def group_cpu_seconds(pgid: int) -> float:
         if int(fields[2]) == pgid:
             total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
+
+
+def machine_cpu_seconds() -> float:
+    """CPU every process on the machine has used (PostgreSQL, Redis and the receiver included)."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in stat.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS

@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 
 from bench import data
-from bench.processes import Stack, environment, group_cpu_seconds, wait_for_log
+from bench.processes import Stack, environment, group_cpu_seconds, machine_cpu_seconds, wait_for_log
 from messaging.cache import ENABLED_KEY
 
 POLL_SECONDS = 0.05
@@ -20,6 +20,7 @@ class Run:
     sent: int
     seconds: float
     cpu_seconds: float  # the workers' processes, the batch task's enqueueing included
+    machine_cpu_seconds: float  # every process: workers, beat, PostgreSQL, Redis, the receiver
 
     @property
     def rate(self) -> float:
@@ -61,7 +62,7 @@ def drain(
         stack.beat()
         time.sleep(1.0)  # beat up, its first batches found sending off
         with data.connect(where.database_url) as conn:
-            cpu = sum(group_cpu_seconds(w.popen.pid) for w in started_workers)
+            cpu, machine = sum(group_cpu_seconds(w.popen.pid) for w in started_workers), machine_cpu_seconds()
             started = time.perf_counter()
             switch.set(ENABLED_KEY, "1")
             deadline = started + timeout
@@ -74,7 +75,8 @@ def drain(
                 time.sleep(POLL_SECONDS)
             seconds = time.perf_counter() - started
             cpu = sum(group_cpu_seconds(w.popen.pid) for w in started_workers) - cpu
-        return Run(sent, seconds, cpu)
+            machine = machine_cpu_seconds() - machine
+        return Run(sent, seconds, cpu, machine)
     finally:
         switch.set(ENABLED_KEY, "0")
         switch.close()

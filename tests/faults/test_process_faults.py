@@ -13,10 +13,12 @@ import requests
 from tests.faults.services import PrivateRedis, TcpProxy, terminate_backends
 from tests.helpers import wait_for
 from tests.stack import Stack, environment, free_port
+from worker.factory import DEFAULT_CONCURRENCY
 
 pytestmark = pytest.mark.e2e
 
-CONCURRENCY = 64  # the worker's default: the most POSTs one worker can have in flight
+# The most POSTs one worker can have in flight: its threads.
+CONCURRENCY = DEFAULT_CONCURRENCY
 
 
 def insert_backlog(db, count: int) -> None:
