@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import timedelta
 from uuid import UUID
 
 import kombu.exceptions
@@ -83,20 +84,26 @@ def send_message(self, message_id: str) -> str:
 def enqueue_sends(claims: list[Claim]) -> None:
     """Publish one send task per claim over a single producer connection, in one round trip."""
     app = current_app
-    expires = runtime().settings.claim_timeout_seconds
-    # Routed once per batch, and built with Celery's message API rather than `apply_async`:
-    # per task, that skips the routing, result and parent-trail bookkeeping a send task does not
-    # use (0.18 to 0.24 ms against 0.13 ms per publish, measured).
-    route = app.amqp.router.route({}, delivery.SEND_TASK)
+    amqp = app.amqp
+    # What is the same for every task of the batch is worked out once: the route, the expiry,
+    # the queue's declaration. Per task that left 0.13 ms per publish of `apply_async`'s 0.18 to
+    # 0.24 ms, and `maybe_declare` alone had been 4 % of a worker's CPU.
+    route = amqp.router.route({}, delivery.SEND_TASK)
+    queue = route.get("queue")
+    expires = (app.now() + timedelta(seconds=runtime().settings.claim_timeout_seconds)).isoformat()
     try:
         with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH_SIZE):
             # On Redis the batch is one pipeline (a client and a round trip per publish cost
             # as much CPU as a delivery); other transports publish one by one as before.
+            if queue is not None:
+                producer.maybe_declare(queue)
             for claim in claims:
-                message = app.amqp.create_task_message(
-                    str(claim.token), delivery.SEND_TASK, (str(claim.message_id),), expires=expires, ignore_result=True
+                args = (str(claim.message_id),)
+                message = amqp.create_task_message(
+                    str(claim.token), delivery.SEND_TASK, args,
+                    expires=expires, argsrepr=repr(args), kwargsrepr="{}", ignore_result=True,
                 )
-                app.amqp.send_task_message(producer, delivery.SEND_TASK, message, **route)
+                amqp.send_task_message(producer, delivery.SEND_TASK, message, declare=(), **route)
     except (kombu.exceptions.OperationalError, kombu.exceptions.BatchPublishError) as error:
         # A batch that failed part-way may have published some tasks: the caller releases
         # every claim, and a task that did get through then finds its claim gone.
