@@ -8,10 +8,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from messaging import store
+from messaging import delivery, store
+from messaging.logs import Throttle
 from tests.helpers import wait_for
 from tests.integration.conftest import BROKERS, broker_url
+from tests.stack import free_port
 from worker import tasks
+from worker.factory import create_celery_app
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -100,3 +103,19 @@ def test_a_transient_failure_is_retried_by_a_later_batch(celery_worker, make_mes
 def test_the_worker_answers_a_liveness_ping(celery_app, celery_worker):
     replies = celery_app.control.ping(destination=[celery_worker.hostname], timeout=5)
     assert replies == [{celery_worker.hostname: {"ok": "pong"}}]
+
+
+def test_a_batch_whose_broker_is_unreachable_gives_its_claims_back_at_once(settings, make_message, db, caplog, monkeypatch):
+    monkeypatch.setattr(delivery, "outage_log", Throttle(seconds=30))  # this test's outage, logged afresh
+    scheme = settings.broker_url.partition(":")[0]
+    host = f"127.0.0.1:{free_port()}"
+    dead = f"amqp://guest:guest@{host}//" if scheme.startswith("amqp") else f"{scheme}://{host}/0"
+    create_celery_app(replace(settings, broker_url=dead)).set_current()
+    message_id = make_message()
+    try:
+        assert tasks.run_batch() == 0
+    finally:
+        tasks._close_runtime()
+    assert "event=batch_skipped dependency=broker" in caplog.text, "the batch claimed, then could not enqueue"
+    row = db.execute("SELECT sending_status, claim_token FROM messages WHERE id = %s", (message_id,)).fetchone()
+    assert row == {"sending_status": 0, "claim_token": None}, "pending again, not held until CLAIM_TIMEOUT_SECONDS"
