@@ -26,8 +26,11 @@ _runtime_lock = threading.Lock()
 PUBLISH_BATCH_SIZE = 500
 
 
-def runtime() -> Runtime:
-    """This process's connections, opened on first use after a fork (never inherited from a parent)."""
+def runtime(concurrency: int | None = None) -> Runtime:
+    """This process's connections, opened on first use after a fork (never inherited from a parent).
+
+    `concurrency` sizes the pools when they are opened; by default, the configured one.
+    """
     global _runtime, _runtime_pid
     if _runtime is None or _runtime_pid != os.getpid():
         with _runtime_lock:
@@ -35,15 +38,22 @@ def runtime() -> Runtime:
                 app = current_app
                 _runtime = Runtime.open(
                     app.conf.messaging_settings,
-                    concurrency=int(app.conf.worker_concurrency or 4),
+                    concurrency=concurrency or int(app.conf.worker_concurrency or 4),
                     name=f"worker-{os.getpid()}",
                 )
                 _runtime_pid = os.getpid()
     return _runtime
 
 
-@signals.worker_process_init.connect
 @signals.worker_init.connect
+def _open_worker_runtime(sender: object = None, **_: object) -> None:
+    # The worker's own thread count: `--concurrency` on the command line does not reach
+    # app.conf, and the webhook's pool needs a connection for every thread that sends.
+    concurrency = getattr(sender, "concurrency", None)
+    runtime(concurrency if isinstance(concurrency, int) else None)
+
+
+@signals.worker_process_init.connect
 def _open_runtime(**_: object) -> None:
     runtime()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
-from messaging import delivery, store
-from messaging.logs import Throttle
+from messaging import store
 from tests.helpers import wait_for
 from tests.integration.conftest import BROKERS, broker_url
 from tests.stack import free_port
@@ -105,17 +105,27 @@ def test_the_worker_answers_a_liveness_ping(celery_app, celery_worker):
     assert replies == [{celery_worker.hostname: {"ok": "pong"}}]
 
 
-def test_a_batch_whose_broker_is_unreachable_gives_its_claims_back_at_once(settings, make_message, db, caplog, monkeypatch):
-    monkeypatch.setattr(delivery, "outage_log", Throttle(seconds=30))  # this test's outage, logged afresh
+def test_a_batch_whose_broker_is_unreachable_gives_its_claims_back_at_once(settings, make_message, db):
     scheme = settings.broker_url.partition(":")[0]
     host = f"127.0.0.1:{free_port()}"
     dead = f"amqp://guest:guest@{host}//" if scheme.startswith("amqp") else f"{scheme}://{host}/0"
     create_celery_app(replace(settings, broker_url=dead)).set_current()
     message_id = make_message()
+    before = db.execute("SELECT updated_at FROM messages WHERE id = %s", (message_id,)).fetchone()["updated_at"]
     try:
         assert tasks.run_batch() == 0
     finally:
         tasks._close_runtime()
-    assert "event=batch_skipped dependency=broker" in caplog.text, "the batch claimed, then could not enqueue"
-    row = db.execute("SELECT sending_status, claim_token FROM messages WHERE id = %s", (message_id,)).fetchone()
-    assert row == {"sending_status": 0, "claim_token": None}, "pending again, not held until CLAIM_TIMEOUT_SECONDS"
+    row = db.execute("SELECT sending_status, claim_token, updated_at FROM messages WHERE id = %s", (message_id,)).fetchone()
+    assert row["updated_at"] > before, "the batch claimed it, then could not enqueue"
+    assert (row["sending_status"], row["claim_token"]) == (0, None), "pending again, not held until CLAIM_TIMEOUT_SECONDS"
+
+
+def test_a_worker_sizes_its_webhook_pool_to_its_own_thread_count(celery_app):
+    # `celery worker --concurrency 48` is not in app.conf (32): the pool must follow the worker.
+    tasks._close_runtime()
+    try:
+        tasks._open_worker_runtime(sender=SimpleNamespace(concurrency=48))
+        assert tasks.runtime().webhook.pool.pool.maxsize == 48
+    finally:
+        tasks._close_runtime()
