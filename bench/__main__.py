@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench import claim, data, floor, latency, system
 from bench.processes import ReceiverProcess
+from messaging.runtime import database_pool_size
 from worker.factory import DEFAULT_CONCURRENCY, DEFAULT_POOL
 
 HERE = Path(__file__).resolve().parent
@@ -38,11 +39,6 @@ class Row:
     ratio: str = "-"
     target: str = "-"
     ok: bool | None = None
-
-
-def pool_size(concurrency: int) -> int:
-    """What `messaging.runtime.Runtime.open` gives a worker of this concurrency."""
-    return min(max(concurrency, 2), 16)
 
 
 def log(text: str) -> None:
@@ -92,7 +88,7 @@ def throughput(
     log(f"{name}: floor, {count:,} messages, {concurrency} threads")
     plain = floor.drain(
         where.database_url, where.redis_url, receiver.url,
-        count=count, threads=concurrency, pool_size=pool_size(concurrency),
+        count=count, threads=concurrency, pool_size=database_pool_size(concurrency),
     )
     check_exactly_once(receiver, count, "the floor")
     log(f"{name}: floor {plain.rate:.0f} msg/s ({per_message(plain.cpu_seconds, count)} CPU/msg, "

@@ -14,6 +14,11 @@ from messaging.settings import Settings
 from messaging.webhook import WebhookClient
 
 
+def database_pool_size(concurrency: int) -> int:
+    """Connections are held only around statements, never during a POST, so a handful serve many senders."""
+    return min(max(concurrency, 2), 16)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -29,9 +34,7 @@ class Runtime:
         client = cache.create_client(settings.redis_url)
         return cls(
             settings=settings,
-            # Connections are held only around statements, never during a POST,
-            # so a handful serve many concurrent senders.
-            pool=db.create_pool(settings.database_url, max_size=min(max(concurrency, 2), 16), name=name),
+            pool=db.create_pool(settings.database_url, max_size=database_pool_size(concurrency), name=name),
             redis=client,
             cache=Cache(client, settings.cache_ttl_seconds, settings.auto_start),
             webhook=WebhookClient(

@@ -49,7 +49,6 @@ class WebhookClient:
     """
 
     def __init__(self, url: str, auth_key: str, timeout_seconds: float, *, pool_size: int = 10) -> None:
-        self.url = url
         self.timeout = urllib3.Timeout(total=timeout_seconds)
         self.path = urllib3.util.parse_url(url).request_uri
         self.headers = {"Content-Type": "application/json", **_basic_auth(url)}
