@@ -45,12 +45,12 @@ WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s AND sending
 RETURNING id;
 
 -- name: mark_sent
--- Record a delivery; only a message in `sending` can become sent.
+-- Record a delivery by the claim that made it; a late writer of an expired claim changes nothing.
 UPDATE messages
 SET sending_status = 1, sent_at = %(sent_at)s, webhook_message_id = %(webhook_message_id)s,
     attempts = attempts + %(attempted)s, last_error = NULL, claim_token = NULL,
     claimed_at = NULL, sending_started_at = NULL, updated_at = now()
-WHERE id = %(id)s AND sending_status = 3
+WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s
 RETURNING id;
 
 -- name: record_failed_attempt
