@@ -24,6 +24,9 @@ T = TypeVar("T")
 # Task names shared by the worker that defines them and the API that sends them.
 BATCH_TASK = "messaging.run_batch"
 SEND_TASK = "messaging.send_message"
+# Batches have a queue of their own, which every worker also consumes: behind a backlog of
+# thousands of sends in one queue, the batch (and with it stale-claim recovery) would wait its turn.
+BATCH_QUEUE = "messaging.batch"
 
 outage_log = Throttle(seconds=30)
 # Recording an outcome retries through a database blip: 0.5 s, 1 s, 2 s apart.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Exchange, Queue
 
-from messaging.delivery import BATCH_TASK
+from messaging.delivery import BATCH_QUEUE, BATCH_TASK
 from messaging.settings import Settings
 from worker import logs, resilience  # noqa: F401  (before Celery connects and sets up logging)
 
@@ -35,6 +36,10 @@ def create_celery_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
+        # Sends stay on Celery's default queue; batches go to their own. A worker consumes every
+        # queue listed here unless told otherwise (`-Q`), and kombu takes from them in turn.
+        task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE)),
+        task_routes={BATCH_TASK: {"queue": BATCH_QUEUE}},
         broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -58,6 +63,11 @@ def create_celery_app(settings: Settings) -> Celery:
     )
     app.conf.messaging_settings = settings
     return app
+
+
+def _queue(name: str) -> Queue:
+    """A queue as Celery declares a missing one: a direct exchange of the same name."""
+    return Queue(name, Exchange(name), routing_key=name)
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:
