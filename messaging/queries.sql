@@ -1,10 +1,13 @@
 -- name: claim_due_messages
--- Claim up to %(limit)s due pending messages, oldest first, each with a fresh claim token.
-WITH due AS (
+-- Claim due pending messages, oldest first, each with a fresh claim token: up to %(limit)s less the
+-- claims still waiting for a worker, so batches never pile up sends that would expire in the queue.
+WITH waiting AS (
+    SELECT count(*) AS claims FROM messages WHERE sending_status = 3 AND sending_started_at IS NULL
+), due AS (
     SELECT id FROM messages
     WHERE sending_status = 0 AND next_attempt_at <= now()
     ORDER BY created_at, id
-    LIMIT %(limit)s
+    LIMIT GREATEST(%(limit)s - (SELECT claims FROM waiting), 0)
     FOR UPDATE SKIP LOCKED
 )
 UPDATE messages AS m

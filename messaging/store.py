@@ -13,7 +13,8 @@ from messaging.models import Claim, Message, Outgoing, Status
 
 
 def claim_due(pool: ConnectionPool, limit: int) -> list[Claim]:
-    """Claim up to `limit` due pending messages in one statement, oldest first."""
+    """Claim due pending messages in one statement, oldest first: up to `limit` less the claims still
+    waiting for a worker (a batch adds no more to a queue the workers have not caught up with)."""
     rows = db.fetch_all(pool, "claim_due_messages", limit=limit)
     claims = [Claim(row["id"], row["claim_token"], row["created_at"]) for row in rows]
     return sorted(claims, key=lambda claim: (claim.created_at, claim.message_id))

@@ -80,6 +80,8 @@ def test_two_batches_at_the_same_moment_never_claim_the_same_message(runtime, ma
         claimed = []
         while batch := store.claim_due(runtime.pool, 7):
             claimed += [c.message_id for c in batch]
+            for claim in batch:  # as a worker would, so the next claim is not held back
+                store.start_sending(runtime.pool, claim.message_id, claim.token)
         return claimed
 
     with ThreadPoolExecutor(4) as pool:
@@ -98,6 +100,8 @@ def test_two_batch_runs_at_once_enqueue_each_message_once(runtime, make_message)
     def enqueue(claims):
         with lock:
             enqueued.extend(c.message_id for c in claims)
+        for claim in claims:  # as a worker would, so the next batch is not held back
+            store.start_sending(runtime.pool, claim.message_id, claim.token)
 
     def batch():
         barrier.wait()
@@ -108,6 +112,15 @@ def test_two_batch_runs_at_once_enqueue_each_message_once(runtime, make_message)
         for future in [pool.submit(batch) for _ in range(2)]:
             future.result()
     assert len(enqueued) == len(set(enqueued)) == 30
+
+
+def test_a_claim_leaves_out_as_many_as_earlier_claims_still_wait_for_a_worker(runtime, make_message):
+    ids = [make_message(created_at=T0 + timedelta(seconds=n)) for n in range(10)]
+    first = store.claim_due(runtime.pool, 4)
+    assert store.claim_due(runtime.pool, 4) == [], "four claims wait in the queue already"
+    for claim in first[:3]:
+        store.start_sending(runtime.pool, claim.message_id, claim.token)
+    assert [c.message_id for c in store.claim_due(runtime.pool, 4)] == ids[4:7]
 
 
 def test_only_a_message_in_sending_can_be_marked_sent(runtime, make_message, db):

@@ -3,6 +3,7 @@ kombu's own class, survived on ours, and nothing else swallowed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import kombu
@@ -59,9 +60,11 @@ def test_kombus_own_restore_raises_the_race_the_transport_recognises(channel):
 def test_our_ack_survives_the_race_and_keeps_kombus_bookkeeping(channel, caplog):
     chan, tag = channel
     qos = chan.qos
-    assert not qos.can_consume_max_estimate() or tag in qos._delivered
+    assert tag in qos._delivered
     lose_connection(chan)
-    qos.ack(tag)
+    transport.lost_connection_log._last.clear()  # an earlier test's worker may have logged it
+    with caplog.at_level(logging.WARNING, logger=transport.__name__):
+        qos.ack(tag)
     assert tag in qos._dirty, "kombu counts the delivery as done: its prefetch slot frees up"
     assert "event=ack_lost" in caplog.text
 
