@@ -214,3 +214,40 @@ def test_missing_permissions_fail_migrate_with_one_line(go_database):
     finally:
         with psycopg.connect(go_database, autocommit=True) as conn:
             conn.execute(f"DROP ROLE {role}")
+
+
+def adoption_steps() -> list[str]:
+    path = next(path for path in migrations.migration_files() if path.name == "0002_adopt_go_table.sql")
+    return [step for step in migrations.STEP_BREAK.split(path.read_text()) if step.strip()]
+
+
+@pytest.mark.parametrize("steps_done", range(1, len(adoption_steps())))
+def test_a_migrate_cut_short_after_any_step_is_finished_by_the_next(go_database, steps_done):
+    with psycopg.connect(go_database, autocommit=True) as conn:
+        kept = insert_go_row(conn, status=SENT, created_at=T0)
+        unsendable = insert_go_row(conn, status=PENDING, created_at=None, phone="12345")
+        for step in adoption_steps()[:steps_done]:
+            conn.execute(step)
+    migrations.migrate(go_database)
+    rows = rows_of(go_database)
+    assert rows[kept]["sent_at"] == T0
+    assert rows[unsendable]["sending_status"] == FAILED
+    with scratch_database(POSTGRES_URL) as fresh:
+        migrations.migrate(fresh)
+        expected = schema_of(fresh)
+    validated = {name: valid for name, _, valid in schema_of(go_database)["constraints"]}
+    assert validated.pop("messages_recipient_e164") is False, "the failed message still holds its number"
+    assert validated == {name: valid for name, _, valid in expected["constraints"] if name != "messages_recipient_e164"}
+    assert {k: v for k, v in schema_of(go_database).items() if k != "constraints"} == {
+        k: v for k, v in expected.items() if k != "constraints"
+    }
+
+
+def test_while_migrate_runs_no_new_message_gets_in_pending_with_a_number_it_cannot_be_sent_to(go_database):
+    with psycopg.connect(go_database, autocommit=True) as conn:
+        conn.execute(adoption_steps()[0])
+        with pytest.raises(psycopg.errors.CheckViolation):
+            insert_go_row(conn, status=PENDING, created_at=T0, phone="05321234567")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            insert_go_row(conn, status=7, created_at=T0)
+        insert_go_row(conn, status=PENDING, created_at=T0)
