@@ -31,8 +31,9 @@ MIGRATION_LOCK_KEY = 7_262_514_001
 # A migration waiting for a table lock makes every later query on that table wait behind
 # it: give up after this long (the operator runs migrate again) rather than stall readers.
 LOCK_TIMEOUT = "5s"
-# RAISE NOTICE's own SQLSTATE; the server's notices ("already exists, skipping") carry others.
-RAISED_BY_MIGRATION = "00000"
+# The server function behind PL/pgSQL's RAISE: a notice the migration raised itself, not
+# one of the server's own ("already exists, skipping").
+RAISED_BY_MIGRATION = "exec_stmt_raise"
 
 
 def migration_files(directory: Path = SQL_DIR) -> list[Path]:
@@ -95,7 +96,7 @@ def _apply(conn: psycopg.Connection, path: Path) -> None:
 
 
 def _log_notice(version: str, notice: psycopg.errors.Diagnostic) -> None:
-    if notice.sqlstate == RAISED_BY_MIGRATION:
+    if notice.source_function == RAISED_BY_MIGRATION:
         log.warning("event=migration_notice %s", logs.fields(version=version, message=notice.message_primary))
 
 

@@ -109,10 +109,12 @@ def test_one_of_our_databases_keeps_its_rows_and_claims_through_the_adoption_mig
             ).fetchone()[0]
             seed_style_sent = insert_go_row(conn, status=SENT, created_at=T0, updated_at=T0 + timedelta(minutes=2))
         before = rows_of(ours)
-        migrations.migrate(ours)
+        result = run_migrate(ours)
         after = rows_of(ours)
         assert after[claimed] == before[claimed], "a claim in flight is left alone"
         assert after[seed_style_sent]["sent_at"] == T0 + timedelta(minutes=2)
+        notices = [line for line in result.stderr.splitlines() if "migration_notice" in line]
+        assert len(notices) == 1 and "sent messages without sent_at: 1;" in notices[0], "only what it did, no server chatter"
 
 
 def test_rows_that_break_the_new_checks_do_not_stop_migrate_and_pending_ones_become_failed(go_database):
