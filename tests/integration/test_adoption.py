@@ -253,3 +253,16 @@ def test_while_migrate_runs_no_new_message_gets_in_pending_with_a_number_it_cann
         with pytest.raises(psycopg.errors.CheckViolation):
             insert_go_row(conn, status=7, created_at=T0)
         insert_go_row(conn, status=PENDING, created_at=T0)
+
+
+def test_a_migrate_stuck_behind_a_long_transaction_gives_up_in_one_line_and_the_next_run_finishes(go_database):
+    with psycopg.connect(go_database) as reader:
+        reader.execute("SELECT count(*) FROM messages").fetchone()  # its transaction stays open: ACCESS SHARE held
+        stuck = run_migrate(go_database)
+        reader.rollback()
+    assert stuck.returncode == 1 and "Traceback" not in stuck.stderr
+    assert stuck.stderr.strip().splitlines()[-1] == (
+        "migrate failed: 0002_adopt_go_table.sql: canceling statement due to lock timeout"
+    )
+    assert run_migrate(go_database).returncode == 0
+    assert migrations.migrate(go_database) == []
