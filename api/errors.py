@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from api import MAX_BODY_BYTES
+from api import MAX_BODY_BYTES, seed
 from api.parser import BODY
 from messaging.errors import DependencyUnavailable, MessageNotFound, MessageNotRetryable, MessagingError
 
@@ -29,9 +29,12 @@ DOMAIN_ERRORS: dict[type[MessagingError], tuple[int, str]] = {
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None, headers: dict | None = None):
-    body = {"error": {"code": code, "message": message}}
-    if fields:
-        body["error"]["fields"] = fields
+    if seed.wanted():  # GET /messaging/sent answering as the Go service did
+        body = seed.error_body(message, fields)
+    else:
+        body = {"error": {"code": code, "message": message}}
+        if fields:
+            body["error"]["fields"] = fields
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers or {})

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime, timezone
 from uuid import UUID
 
-from api import cursors, runtime
+from api import cursors, runtime, seed
 from api.docs import messaging_call
 from api.parser import Blueprint
 from api.schemas import (
@@ -37,15 +37,22 @@ MESSAGE_ID = {
 
 
 @blp.route("/sent", methods=["GET"])
-@blp.arguments(PageQuerySchema, location="query", error_status_code=400, as_kwargs=True)
-@blp.response(200, MessagePageSchema, description="A page of sent messages.")
+@blp.arguments(seed.SentQuerySchema, location="query", error_status_code=400, as_kwargs=True)
+@blp.response(200, MessagePageSchema, description="A page of sent messages, or in the Go service's shape a bare array.")
 @messaging_call(blp, 400)
-def sent(**query):
+@seed.document_both_shapes(blp)
+def sent(response_format: str | None = None, **query):
     """Sent messages, newest sent_at first (ties by id).
 
     Page with `limit` and `offset` (seed compatible), or with `cursor`: the
     `pagination.next_cursor` of the previous page, which costs the same at any depth.
+    With `format=seed` (or the server's SENT_RESPONSE_FORMAT=seed) it answers as the
+    Go service did: a bare array of `{ID, Content, RecipientPhoneNumber, SendingStatus,
+    CreatedAt, UpdatedAt}`, `limit` required, errors as `{"success": false, "error"}`.
     """
+    if seed.wanted():
+        seed.require_limit()
+        return seed.sent_list(_messages(Status.SENT, **query))
     return _page(Status.SENT, **query)
 
 
@@ -102,10 +109,8 @@ def retry(message_id: str):
 
 
 def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None) -> dict:
-    pool = runtime().pool
-    keyset = (after.time, after.id) if after else None
     # One row more than asked tells whether there is a next page, without a second query.
-    rows = store.page(pool, status, limit=limit + 1, offset=offset, after=keyset)
+    rows = _messages(status, limit=limit + 1, offset=offset, after=after)
     messages = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
@@ -120,6 +125,11 @@ def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | No
             "next_cursor": next_cursor,
         },
     }
+
+
+def _messages(status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None) -> list[Message]:
+    keyset = (after.time, after.id) if after else None
+    return store.page(runtime().pool, status, limit=limit, offset=offset, after=keyset)
 
 
 def _total(status: Status) -> int:

@@ -48,3 +48,7 @@ class MessageNotFound(MessagingError):
 
 class MessageNotRetryable(MessagingError):
     """Only a failed message can be retried."""
+
+
+class MigrationFailed(MessagingError):
+    """A migration could not be applied."""

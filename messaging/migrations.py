@@ -1,22 +1,39 @@
-"""Apply the numbered files of sql/ in order, once each, safely from several processes at once."""
+"""Apply the numbered files of sql/ in order, once each, safely from several processes at once.
+
+A file runs in one transaction, or in several where it has `-- migrate: commit` lines, so
+that a long step (a backfill, an index build) does not hold the locks of a short one (a
+column change). It is recorded as applied with its last step; each step must therefore be
+safe to run again. Notices a file raises (RAISE NOTICE) are logged: they tell the operator
+what the migration found and did.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from messaging import logs
 from messaging.db import wrap_errors
+from messaging.errors import MigrationFailed
 
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+STEP_BREAK = re.compile(r"^-- migrate: commit$", re.MULTILINE)
 # Any fixed number: every migrating process waits on the same advisory lock.
 MIGRATION_LOCK_KEY = 7_262_514_001
+# A migration waiting for a table lock makes every later query on that table wait behind
+# it: give up after this long (the operator runs migrate again) rather than stall readers.
+LOCK_TIMEOUT = "5s"
+# The server function behind PL/pgSQL's RAISE: a notice the migration raised itself, not
+# one of the server's own ("already exists, skipping").
+RAISED_BY_MIGRATION = "exec_stmt_raise"
 
 
 def migration_files(directory: Path = SQL_DIR) -> list[Path]:
@@ -25,15 +42,24 @@ def migration_files(directory: Path = SQL_DIR) -> list[Path]:
 
 
 def migrate(database_url: str, directory: Path = SQL_DIR) -> list[str]:
-    """Create the database if missing, apply what is not applied yet; the names applied now."""
-    with wrap_errors():
-        ensure_database(database_url)
-        with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-            try:
-                return _apply_pending(conn, migration_files(directory))
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    """Create the database if missing, apply what is not applied yet; the names applied now.
+
+    Raises DatabaseUnavailable when PostgreSQL cannot be reached, MigrationFailed (naming the
+    file and the cause in one line) for any other database error.
+    """
+    try:
+        with wrap_errors():
+            ensure_database(database_url)
+            with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+                conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+                try:
+                    conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+                    return _apply_pending(conn, migration_files(directory))
+                finally:
+                    if not conn.broken:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    except psycopg.Error as error:
+        raise MigrationFailed(_cause(error)) from error
 
 
 def _apply_pending(conn: psycopg.Connection, files: list[Path]) -> list[str]:
@@ -46,12 +72,37 @@ def _apply_pending(conn: psycopg.Connection, files: list[Path]) -> list[str]:
     for path in files:
         if path.name in applied:
             continue
-        with conn.transaction():
-            conn.execute(path.read_text())
-            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
+        handler = partial(_log_notice, path.name)
+        conn.add_notice_handler(handler)
+        try:
+            _apply(conn, path)
+        except psycopg.Error as error:
+            raise MigrationFailed(f"{path.name}: {_cause(error)}") from error
+        finally:
+            conn.remove_notice_handler(handler)
         log.info("event=migration_applied version=%s", path.name)
         done.append(path.name)
     return done
+
+
+def _apply(conn: psycopg.Connection, path: Path) -> None:
+    """Run a file's steps, one transaction each; the last one records the file as applied."""
+    steps = [step for step in STEP_BREAK.split(path.read_text()) if step.strip()]
+    for number, step in enumerate(steps, start=1):
+        with conn.transaction():
+            conn.execute(step)
+            if number == len(steps):
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
+
+
+def _log_notice(version: str, notice: psycopg.errors.Diagnostic) -> None:
+    if notice.source_function == RAISED_BY_MIGRATION:
+        log.warning("event=migration_notice %s", logs.fields(version=version, message=notice.message_primary))
+
+
+def _cause(error: psycopg.Error) -> str:
+    """The server's one-line message (no DETAIL, CONTEXT or query), else the driver's first line."""
+    return error.diag.message_primary or (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def ensure_database(database_url: str) -> None:

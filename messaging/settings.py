@@ -22,6 +22,8 @@ BROKER_SCHEMES = REDIS_SCHEMES + ("amqp", "amqps", "pyamqp")
 WEBHOOK_SCHEMES = ("http", "https")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
+# GET /messaging/sent: our shape, or the Go service's (a bare array, its field names and errors).
+SENT_RESPONSE_FORMATS = ("standard", "seed")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Settings:
     claim_timeout_seconds: float = 300.0
     cache_ttl_seconds: int = 86400
     api_token: str = ""
+    sent_response_format: str = "standard"
     log_level: str = "INFO"
 
     def __repr__(self) -> str:
@@ -70,6 +73,7 @@ class Settings:
             claim_timeout_seconds=env.number("CLAIM_TIMEOUT_SECONDS", 300.0, float, low=1, high=86400),
             cache_ttl_seconds=env.number("CACHE_TTL_SECONDS", 86400, int, low=1, high=365 * 86400),
             api_token=env.text("API_TOKEN", ""),
+            sent_response_format=env.choice("SENT_RESPONSE_FORMAT", "standard", SENT_RESPONSE_FORMATS),
             log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
         settings.check_consistency()
@@ -127,9 +131,10 @@ class _Environment:
         raw = self._raw(name)
         if raw is None:
             return default
-        if raw.upper() not in choices:
-            raise SettingsError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
-        return raw.upper()
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         raw = self._raw(name)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import kombu
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from flask import Flask
 from kombu import Exchange, Queue
 
+from api import close_app, create_app
 from messaging.delivery import BATCH_TASK
-
 from messaging.settings import Settings
 from worker import tasks
 from worker.factory import create_celery_app
@@ -76,3 +78,18 @@ def celery_worker(celery_app: Celery) -> Iterator[object]:
             # On amqp the in-process worker's loop sleeps up to 10 s before it sees the stop flag.
             celery_app.control.shutdown(destination=[worker.hostname])
     tasks._close_runtime()
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test settings, changed by keyword; each is closed after the test."""
+    apps: list[Flask] = []
+
+    def make(**changes) -> Flask:
+        app = create_app(replace(settings, **changes))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        close_app(app)

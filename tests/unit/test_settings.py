@@ -68,6 +68,7 @@ def test_an_empty_variable_means_its_default():
         ("WEBHOOK_URL", "ftp://hooks", "scheme"),
         ("WEBHOOK_URL", "http://", "host"),
         ("LOG_LEVEL", "LOUD", "one of"),
+        ("SENT_RESPONSE_FORMAT", "go", "one of standard, seed"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable, value, says):
@@ -76,6 +77,13 @@ def test_a_bad_value_is_refused_naming_the_variable(variable, value, says):
     assert raised.value.variable == variable
     assert str(raised.value).startswith(variable)
     assert says in str(raised.value)
+
+
+def test_the_sent_list_answers_in_the_standard_shape_unless_told_to_answer_as_the_go_service():
+    assert Settings.from_env({}).sent_response_format == "standard"
+    assert Settings.from_env({"SENT_RESPONSE_FORMAT": "seed"}).sent_response_format == "seed"
+    assert Settings.from_env({"SENT_RESPONSE_FORMAT": " Seed "}).sent_response_format == "seed"
+    assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
 
 
 def test_a_claim_must_outlive_a_post():
