@@ -38,11 +38,13 @@ bench: install
 up:
 	$(COMPOSE) up -d --build
 
+# Compose reads the whole file for every command, and FLOWER_BASIC_AUTH has no default:
+# stopping or reading logs does not start Flower, so any value will do for those.
 down:
-	$(COMPOSE) down
+	FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-unused}" $(COMPOSE) down
 
 logs:
-	$(COMPOSE) logs -f --tail=100
+	FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-unused}" $(COMPOSE) logs -f --tail=100
 
 scale:
 	$(COMPOSE) up -d --scale worker=$(N)
