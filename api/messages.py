@@ -11,7 +11,6 @@ from api.docs import messaging_call
 from api.parser import Blueprint
 from api.schemas import (
     EXAMPLE_CONTENT,
-    EXAMPLE_ID,
     EXAMPLE_PHONE,
     PENDING_MESSAGE_EXAMPLE,
     FailedPageQuerySchema,
@@ -29,12 +28,15 @@ TOTAL_CACHE_SECONDS = 10
 
 blp = Blueprint("messages", __name__, url_prefix="/messaging", description="Messages and their delivery.")
 
+# The first message of the demo data (sql/demo_data.sql): Swagger UI's Try it out finds it under `make run`.
+DEMO_MESSAGE_ID = "d6b8374e-fa68-5bb8-9315-679115aff80f"
+
 MESSAGE_ID = {
     "in": "path",
     "name": "message_id",
     "required": True,
     "description": "The message's id, a UUID. Any other text answers 404, like an unknown id.",
-    "schema": {"type": "string", "format": "uuid", "example": EXAMPLE_ID},
+    "schema": {"type": "string", "format": "uuid", "example": DEMO_MESSAGE_ID},
 }
 
 

@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api import close_app, create_app, cursors
+from messaging import migrations
 from messaging.cache import ENABLED_KEY, sent_key
 from messaging.models import Status
 from tests.helpers import wait_for
@@ -931,6 +932,15 @@ def test_the_paging_parameters_and_answer_are_documented(document):
         }
     pagination = document["components"]["schemas"]["Pagination"]
     assert set(pagination["properties"]) == set(pagination["required"]) == {"limit", "offset", "total", "next_cursor"}
+
+
+def test_swagger_try_it_out_on_one_message_finds_it_in_the_demo_data(client, document, database_url):
+    migrations.load_demo_data(database_url)
+    [parameter] = document["paths"]["/messaging/messages/{message_id}"]["parameters"]
+
+    response = client.get(f"/messaging/messages/{parameter['schema']['example']}")
+
+    assert response.status_code == 200, response.get_json()
 
 
 def test_the_documented_answers_of_create_and_retry_show_a_pending_message(document):
