@@ -111,6 +111,8 @@ def _banner(urls: dict[str, str], env: Mapping[str, str]) -> str:
             f"  Swagger UI {api}/docs",
             f"  Flower     {urls['Flower']}  (HTTP API: {urls['Flower']}/api/workers)",
             f"  Receiver   {urls['Receiver']}  (the webhook; it logs every delivery)",
+            f"  To see a retry or a failure, tell the receiver to fail: POST {urls['Receiver']}/_receiver/behaviour"
+            " (README: \"See a retry, a failure and a manual retry\")",
             _sending_hint(api, env),
             "Ctrl-C stops everything.",
         ]
