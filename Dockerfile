@@ -25,16 +25,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
-       --shell /usr/sbin/nologin app \
-    && mkdir /app \
-    && chown app:app /app
+       --shell /usr/sbin/nologin app
 
 COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
 
-# Application code only (root-owned, read-only for the app user). /app itself
-# belongs to `app` so beat can write its schedule and heartbeat files there.
+# Application code only, root-owned and read-only for the app user: no process writes
+# here (beat keeps its schedule in memory and its heartbeat in /tmp).
 COPY gunicorn.conf.py ./
 COPY sql/ ./sql/
 COPY messaging/ ./messaging/
@@ -46,10 +44,11 @@ USER app
 
 EXPOSE 8080
 
-# Liveness of the API (the default command). Other roles override or disable
-# this in docker-compose.yml. No curl in the slim image: use the stdlib.
+# Liveness of the API (the default command): GET /health on the port of GUNICORN_BIND,
+# whatever it is set to at run time. Other roles override or disable this in
+# docker-compose.yml. No curl in the slim image: use the stdlib.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ['GUNICORN_BIND'].rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=4)"]
 
 # Gunicorn, Celery worker and beat all treat SIGTERM as a graceful shutdown.
 # Compose runs the processes under `init: true` (tini) so signals are

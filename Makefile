@@ -21,13 +21,10 @@ migrate: install
 demo: migrate
 	$(BIN)/python -m messaging load-demo
 
-# API, worker, beat, Flower and a local webhook receiver in the foreground; Ctrl-C stops them all.
+# API, two workers, beat, Flower and a local webhook receiver in the foreground (see Procfile);
+# the URLs are printed once everything answers. Ctrl-C stops them all, also through a pipe.
 run: demo
-	@echo "API        http://127.0.0.1:8080  (try: curl -X POST http://127.0.0.1:8080/messaging/start)"
-	@echo "Swagger UI http://127.0.0.1:8080/docs"
-	@echo "Flower     http://127.0.0.1:5555"
-	@echo "Receiver   http://127.0.0.1:9000  (the webhook; it logs every delivery)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile 2>&1 || true
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m localrun || true
 
 test: install
 	$(BIN)/python -m pytest
@@ -41,11 +38,13 @@ bench: install
 up:
 	$(COMPOSE) up -d --build
 
+# Compose reads the whole file for every command, and FLOWER_BASIC_AUTH has no default:
+# stopping or reading logs does not start Flower, so any value will do for those.
 down:
-	$(COMPOSE) down
+	FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-unused}" $(COMPOSE) down
 
 logs:
-	$(COMPOSE) logs -f --tail=100
+	FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-unused}" $(COMPOSE) logs -f --tail=100
 
 scale:
 	$(COMPOSE) up -d --scale worker=$(N)

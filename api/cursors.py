@@ -5,16 +5,28 @@ of the page; the next page is every row before it in (time, id) order, found thr
 the index at the cost of a first page. Rows without a sort time (a seed-style insert
 of a sent message has no `sent_at`) come first in that order and cannot be named by a
 time, so a page that ends on one gets an offset cursor `o<rows to skip>` instead.
-Every string matching PATTERN is a cursor this API accepts.
+
+Each cursor ends with `.<check>`: an HMAC over the position and the list it was issued
+for, so a cursor typed by hand, edited, or taken from the other list is refused (400)
+instead of silently answering some other page. The check guards against mistakes, not
+attackers: a cursor grants nothing that `offset` does not already give the same caller.
+Its key is therefore a constant of this code rather than a secret setting: every API
+process and every version that shares this format agree on it with nothing to
+configure, and cursors handed out before a restart or by another instance keep working.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
-PATTERN = r"^(-?[0-9]{1,18}_[0-9a-fA-F]{32}|o[0-9]{1,10})$"
+POSITION = r"(-?[0-9]{1,18}_[0-9a-f]{32}|o[0-9]{1,10})"
+CHECK_CHARS = 16
+PATTERN = rf"^{POSITION}\.[0-9a-f]{{{CHECK_CHARS}}}$"
+KEY = b"messaging page cursor v1"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -37,18 +49,26 @@ class Offset:
 Cursor = Keyset | Offset
 
 
-def encode(cursor: Cursor) -> str:
+def encode(cursor: Cursor, listing: str) -> str:
+    """The token for a position in the list named `listing` (`sent`, `failed`)."""
     if isinstance(cursor, Offset):
-        return f"o{cursor.offset}"
-    micros = (cursor.time - EPOCH) // ONE_MICROSECOND
-    return f"{micros}_{cursor.id.hex}"
+        return sign(f"o{cursor.offset}", listing)
+    return sign(f"{(cursor.time - EPOCH) // ONE_MICROSECOND}_{cursor.id.hex}", listing)
 
 
-def decode(text: str) -> Cursor:
-    """The cursor a string names; ValueError when it is not one (check PATTERN first)."""
-    if text.startswith("o"):
-        return Offset(int(text[1:]))
-    micros, hex_id = text.split("_")
+def sign(position: str, listing: str) -> str:
+    """A position's text (matching POSITION) with the check that makes it a cursor of `listing`."""
+    return f"{position}.{_check(position, listing)}"
+
+
+def decode(text: str, listing: str) -> Cursor:
+    """The position a token names; ValueError unless this API issued it for `listing` (check PATTERN first)."""
+    position, _, check = text.rpartition(".")
+    if not hmac.compare_digest(check, _check(position, listing)):
+        raise ValueError("not a cursor of this list")
+    if position.startswith("o"):
+        return Offset(int(position[1:]))
+    micros, hex_id = position.split("_")
     return Keyset(_time_from_micros(int(micros)), UUID(hex=hex_id))
 
 
@@ -57,6 +77,10 @@ def after(sort_time: datetime | None, message_id: UUID, *, end_offset: int) -> C
     if sort_time is None:
         return Offset(end_offset)
     return Keyset(sort_time, message_id)
+
+
+def _check(position: str, listing: str) -> str:
+    return hmac.new(KEY, f"{listing}:{position}".encode(), hashlib.sha256).hexdigest()[:CHECK_CHARS]
 
 
 def _time_from_micros(micros: int) -> datetime:

@@ -11,12 +11,13 @@ from api.docs import messaging_call
 from api.parser import Blueprint
 from api.schemas import (
     EXAMPLE_CONTENT,
-    EXAMPLE_ID,
     EXAMPLE_PHONE,
+    PENDING_MESSAGE_EXAMPLE,
+    FailedPageQuerySchema,
     MessagePageSchema,
     MessageSchema,
     NewMessageSchema,
-    PageQuerySchema,
+    SentPageQuerySchema,
 )
 from messaging import store
 from messaging.errors import CacheUnavailable, MessageNotFound, MessageNotRetryable
@@ -27,12 +28,15 @@ TOTAL_CACHE_SECONDS = 10
 
 blp = Blueprint("messages", __name__, url_prefix="/messaging", description="Messages and their delivery.")
 
+# The first message of the demo data (sql/demo_data.sql): Swagger UI's Try it out finds it under `make run`.
+DEMO_MESSAGE_ID = "d6b8374e-fa68-5bb8-9315-679115aff80f"
+
 MESSAGE_ID = {
     "in": "path",
     "name": "message_id",
     "required": True,
     "description": "The message's id, a UUID. Any other text answers 404, like an unknown id.",
-    "schema": {"type": "string", "format": "uuid", "example": EXAMPLE_ID},
+    "schema": {"type": "string", "format": "uuid", "example": DEMO_MESSAGE_ID},
 }
 
 
@@ -57,7 +61,7 @@ def sent(response_format: str | None = None, **query):
 
 
 @blp.route("/failed", methods=["GET"])
-@blp.arguments(PageQuerySchema, location="query", error_status_code=400, as_kwargs=True)
+@blp.arguments(FailedPageQuerySchema, location="query", error_status_code=400, as_kwargs=True)
 @blp.response(200, MessagePageSchema, description="A page of failed messages.")
 @messaging_call(blp, 400)
 def failed(**query):
@@ -75,7 +79,7 @@ def failed(**query):
     error_status_code=422,
     example={"recipient_phone_number": EXAMPLE_PHONE, "content": EXAMPLE_CONTENT},
 )
-@blp.response(201, MessageSchema, description="The stored message, pending.")
+@blp.response(201, MessageSchema, description="The stored message, pending.", example=PENDING_MESSAGE_EXAMPLE)
 @messaging_call(blp, 413, 422)
 def create(new):
     """Queue a message for sending; it goes out in a later batch, oldest first."""
@@ -92,7 +96,9 @@ def get(message_id: str):
 
 
 @blp.route("/messages/<message_id>/retry", methods=["POST"], parameters=[MESSAGE_ID])
-@blp.response(200, MessageSchema, description="The message, pending again with 0 attempts.")
+@blp.response(
+    200, MessageSchema, description="The message, pending again with 0 attempts and no error.", example=PENDING_MESSAGE_EXAMPLE
+)
 @messaging_call(blp, 404, 409, 413)
 def retry(message_id: str):
     """Put a failed message back to pending with its attempts reset.
@@ -115,7 +121,8 @@ def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | No
     next_cursor = None
     if len(rows) > limit:
         last = messages[-1]
-        next_cursor = cursors.encode(cursors.after(_sort_time(status, last), last.id, end_offset=offset + limit))
+        position = cursors.after(_sort_time(status, last), last.id, end_offset=offset + limit)
+        next_cursor = cursors.encode(position, status.label)
     return {
         "data": messages,
         "pagination": {

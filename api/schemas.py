@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import ClassVar
+from uuid import UUID
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
@@ -22,6 +24,8 @@ QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")
 EXAMPLE_ID = "5f0c6f2e-2a43-4c0e-9b9e-0c5b7f7b2d11"
 EXAMPLE_PHONE = "+905321234567"
 EXAMPLE_CONTENT = "Your verification code is 482913."
+EXAMPLE_SENT_AT = datetime(2026, 11, 28, 9, 2, 0, 120000, tzinfo=timezone.utc)
+NOT_A_CURSOR = "Not a cursor this list returned."
 
 
 class FullMatch(validate.Regexp):
@@ -97,10 +101,27 @@ class MessageSchema(Schema):
     last_error = fields.String(
         required=True,
         allow_none=True,
-        metadata={"example": None, "description": "Why the last delivery attempt failed, if it did."},
+        metadata={
+            "example": None,
+            "description": "Why the last delivery attempt failed, if it did; null again once a failed message is retried.",
+        },
     )
     created_at = UtcDateTime(required=True, metadata={"example": "2026-11-28T09:00:00+00:00"})
     sent_at = UtcDateTime(required=True, allow_none=True, metadata={"example": "2026-11-28T09:02:00.120000+00:00"})
+
+
+# What create and retry answer: the message waits for a batch, nothing tried yet.
+PENDING_MESSAGE_EXAMPLE = {
+    "id": EXAMPLE_ID,
+    "content": EXAMPLE_CONTENT,
+    "recipient_phone_number": EXAMPLE_PHONE,
+    "status": "pending",
+    "attempts": 0,
+    "webhook_message_id": None,
+    "last_error": None,
+    "created_at": "2026-11-28T09:00:00+00:00",
+    "sent_at": None,
+}
 
 
 class NewMessageSchema(Schema):
@@ -129,6 +150,8 @@ class PageQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    listing: ClassVar[str]  # the list whose cursors this query takes
+
     limit = QueryInteger(
         load_default=DEFAULT_PAGE_SIZE,
         validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
@@ -143,12 +166,12 @@ class PageQuerySchema(Schema):
             "example": 0,
         },
     )
+    # No example: Swagger UI would send it, and only a cursor this list handed out names a page.
     cursor = fields.String(
-        validate=FullMatch(cursors.PATTERN, error="Not a cursor returned by this API."),
+        validate=FullMatch(cursors.PATTERN, error=NOT_A_CURSOR),
         metadata={
-            "description": "`pagination.next_cursor` of the previous page: the next page at the cost of the "
-            "first one, at any depth. Treat it as opaque.",
-            "example": "1764320520120000_5f0c6f2e2a434c0e9b9e0c5b7f7b2d11",
+            "description": "`pagination.next_cursor` of the previous page of this list: the next page at the "
+            "cost of the first one, at any depth. Treat it as opaque; any other value answers 400.",
         },
     )
 
@@ -158,12 +181,23 @@ class PageQuerySchema(Schema):
             return data
         if data["offset"]:
             raise ValidationError("Use either offset or cursor, not both.", "cursor")
-        cursor = cursors.decode(data.pop("cursor"))
+        try:
+            cursor = cursors.decode(data.pop("cursor"), self.listing)
+        except ValueError:
+            raise ValidationError(NOT_A_CURSOR, "cursor") from None
         if isinstance(cursor, cursors.Offset):
             data["offset"] = cursor.offset
         else:
             data["after"] = cursor
         return data
+
+
+class SentPageQuerySchema(PageQuerySchema):
+    listing = Status.SENT.label
+
+
+class FailedPageQuerySchema(PageQuerySchema):
+    listing = Status.FAILED.label
 
 
 class PaginationSchema(Schema):
@@ -183,7 +217,7 @@ class PaginationSchema(Schema):
         allow_none=True,
         metadata={
             "description": "Pass as `cursor` for the next page; null on the last page.",
-            "example": "1764320520120000_5f0c6f2e2a434c0e9b9e0c5b7f7b2d11",
+            "example": cursors.encode(cursors.Keyset(EXAMPLE_SENT_AT, UUID(EXAMPLE_ID)), Status.SENT.label),
         },
     )
 

@@ -17,7 +17,7 @@ from marshmallow import Schema, fields, validate
 from webargs.flaskparser import abort
 
 from api import settings
-from api.schemas import ApiErrorSchema, MessagePageSchema, PageQuerySchema
+from api.schemas import ApiErrorSchema, MessagePageSchema, SentPageQuerySchema
 from messaging.models import Message
 
 SEED = "seed"
@@ -95,7 +95,7 @@ class SeedErrorSchema(Schema):
     )
 
 
-class SentQuerySchema(PageQuerySchema):
+class SentQuerySchema(SentPageQuerySchema):
     """The paging parameters, and the shape of the answer."""
 
     response_format = fields.String(

@@ -117,9 +117,9 @@ RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook
           last_error, created_at, sent_at, updated_at;
 
 -- name: retry_failed
--- Put a failed message back to pending with its attempts reset.
+-- Put a failed message back to pending with its attempts reset; its old error no longer describes it.
 UPDATE messages
-SET sending_status = 0, attempts = 0, next_attempt_at = now(), updated_at = now()
+SET sending_status = 0, attempts = 0, last_error = NULL, next_attempt_at = now(), updated_at = now()
 WHERE id = %(id)s AND sending_status = 2
 RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
           last_error, created_at, sent_at, updated_at;

@@ -261,7 +261,9 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         if status is None:
             self._reset_connection()
             return
-        headers = {"Retry-After": b["retry_after"]} if b["retry_after"] else {}
+        # A provider asks to wait when it refuses, not when it accepts.
+        refused = not 200 <= status < 300
+        headers = {"Retry-After": b["retry_after"]} if b["retry_after"] and refused else {}
         body, ctype = _answer_body(status, b["body"])
         self._send(status, body, ctype, headers, b["trickle_ms"])
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from celery import Celery
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -97,6 +98,16 @@ class Stack:
             "--without-gossip",
             *options,
         )
+
+    def tasks_run(self, task: str, *workers: str) -> int:
+        """How many `task`s the named workers have run, by their own count (`celery inspect stats`).
+
+        0 until they answer over the broker: a worker that counts is up and consuming.
+        """
+        control = Celery(broker=self.env.get("CELERY_BROKER_URL") or self.env["REDIS_URL"], set_as_current=False).control
+        nodes = [f"{worker}@{socket.gethostname()}" for worker in workers]
+        replies = control.inspect(destination=nodes, timeout=1.0).stats() or {}
+        return sum(reply.get("total", {}).get(task, 0) for reply in replies.values())
 
     def beat(self, name: str = "beat") -> Process:
         return self.start(name, str(BIN / "celery"), "-A", "worker", "beat", "--loglevel=INFO")

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from messaging.delivery import BATCH_TASK
 from tests.helpers import wait_for
 from tests.stack import BIN, Stack, environment, free_port
 
@@ -47,8 +48,9 @@ def test_the_whole_system_sends_two_per_interval_oldest_first_and_stops(stack, m
 
     status = requests.get(f"{api}/messaging/status", timeout=5).json()
     assert status["enabled"] is False and status["counts"]["pending"] == 6
-    time.sleep(3 * INTERVAL)
-    assert receiver.deliveries() == [], "nothing is sent before start"
+    batches = stack.tasks_run(BATCH_TASK, "worker1", "worker2")
+    wait_for(lambda: stack.tasks_run(BATCH_TASK, "worker1", "worker2") >= batches + 3, timeout=60, what="three batches run")
+    assert receiver.deliveries() == [], "nothing is sent before start, while batches run"
 
     answer = requests.post(f"{api}/messaging/start", timeout=5)
     assert answer.status_code == 200 and answer.json()["enabled"] is True
@@ -67,8 +69,9 @@ def test_the_whole_system_sends_two_per_interval_oldest_first_and_stops(stack, m
 
     assert requests.post(f"{api}/messaging/stop", timeout=5).json()["enabled"] is False
     make_message()
-    time.sleep(4 * INTERVAL)
-    assert len(receiver.deliveries()) == 6, "nothing is sent after stop"
+    batches = stack.tasks_run(BATCH_TASK, "worker1", "worker2")
+    wait_for(lambda: stack.tasks_run(BATCH_TASK, "worker1", "worker2") >= batches + 3, timeout=60, what="three batches run")
+    assert len(receiver.deliveries()) == 6, "nothing is sent after stop, while batches run"
 
     stopping = time.monotonic()
     codes = stack.stop()

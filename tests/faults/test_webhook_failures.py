@@ -113,10 +113,3 @@ def test_a_reset_connection_is_transient(runtime, make_message, receiver, db):
     receiver.set_behaviour(body="close")
     message_id = make_message()
     assert attempt(runtime, message_id) is Outcome.RETRY_LATER
-
-
-def test_a_non_json_2xx_body_is_a_success(runtime, make_message, receiver, db):
-    receiver.set_behaviour(status=200, body="text")
-    message_id = make_message()
-    assert attempt(runtime, message_id) is Outcome.SENT
-    assert row(db, message_id)["sending_status"] == 1

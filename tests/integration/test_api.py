@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api import close_app, create_app, cursors
+from messaging import migrations
 from messaging.cache import ENABLED_KEY, sent_key
 from messaging.models import Status
 from tests.helpers import wait_for
@@ -298,6 +299,16 @@ def test_retrying_a_failed_message_makes_it_pending_with_attempts_reset(client, 
     assert stored["next_attempt_at"] <= datetime.now(timezone.utc)  # due at the next batch
 
 
+def test_a_retried_message_shows_no_error_from_before_the_retry(client, make_message, db):
+    message_id = make_message(sending_status=Status.FAILED, attempts=5, last_error="HTTP 500 Internal Server Error")
+
+    retried = client.post(f"/messaging/messages/{message_id}/retry").get_json()
+
+    assert (retried["status"], retried["attempts"], retried["last_error"]) == ("pending", 0, None)
+    assert client.get(f"/messaging/messages/{message_id}").get_json()["last_error"] is None
+    assert row(db, message_id)["last_error"] is None
+
+
 @pytest.mark.parametrize("status", [Status.PENDING, Status.SENDING, Status.SENT], ids=lambda s: s.label)
 def test_retrying_a_message_that_is_not_failed_answers_409_and_changes_nothing(client, make_message, db, status):
     message_id = make_message(sending_status=status, attempts=2)
@@ -492,16 +503,63 @@ def test_bad_paging_parameters_answer_400_naming_them(client, path, query, field
 
 @pytest.mark.parametrize(
     "cursor",
-    ["0_" + "0" * 32, "-999999999999999999_" + "f" * 32, "999999999999999999_" + "F" * 32, "o9999999999"],
+    [
+        cursors.Keyset(datetime(1970, 1, 1, tzinfo=timezone.utc), UUID(int=0)),
+        cursors.Keyset(datetime.min.replace(tzinfo=timezone.utc), UUID(int=2**128 - 1)),
+        cursors.Keyset(datetime.max.replace(tzinfo=timezone.utc), UUID(int=2**128 - 1)),
+        cursors.Offset(9_999_999_999),
+    ],
     ids=["epoch", "far-past", "far-future", "far-offset"],
 )
-def test_any_well_formed_cursor_answers_a_page(client, make_message, cursor):
+def test_a_cursor_the_api_issued_answers_a_page_at_any_depth(client, make_message, cursor):
     make_listed(make_message, "/messaging/sent", T0)
 
-    response = client.get(f"/messaging/sent?cursor={cursor}")
+    response = client.get(f"/messaging/sent?cursor={cursors.encode(cursor, 'sent')}")
 
     assert response.status_code == 200
     assert response.get_json()["pagination"]["total"] == 1
+
+
+def test_a_cursor_of_one_list_answers_400_on_the_other(client, make_message):
+    for minute in range(3):
+        make_listed(make_message, "/messaging/sent", T0 + timedelta(minutes=minute))
+        make_listed(make_message, "/messaging/failed", T0 + timedelta(minutes=minute))
+    sent_cursor = client.get("/messaging/sent?limit=1").get_json()["pagination"]["next_cursor"]
+    failed_cursor = client.get("/messaging/failed?limit=1").get_json()["pagination"]["next_cursor"]
+
+    for path, foreign in (("/messaging/sent", failed_cursor), ("/messaging/failed", sent_cursor)):
+        response = client.get(f"{path}?cursor={foreign}")
+        assert response.status_code == 400, path
+        assert list(error_of(response)["fields"]) == ["cursor"]
+
+
+@LISTS
+@pytest.mark.parametrize(
+    "made_up",
+    ["o40", "0_" + "0" * 32, "1764320520120000_5f0c6f2e2a434c0e9b9e0c5b7f7b2d11"],
+    ids=["offset", "epoch", "old-example"],
+)
+def test_a_hand_made_cursor_answers_400(client, make_message, path, made_up):
+    make_listed(make_message, path, T0)
+
+    response = client.get(f"{path}?cursor={made_up}")
+
+    assert response.status_code == 400
+    assert list(error_of(response)["fields"]) == ["cursor"]
+
+
+@LISTS
+def test_an_issued_cursor_changed_by_hand_answers_400(client, make_message, path):
+    for minute in range(3):
+        make_listed(make_message, path, T0 + timedelta(minutes=minute))
+    issued = client.get(f"{path}?limit=1").get_json()["pagination"]["next_cursor"]
+    assert client.get(f"{path}?cursor={issued}").status_code == 200
+
+    # One second earlier in the position, the check left as it was.
+    micros, rest = issued.split("_", 1)
+    tampered = f"{int(micros) - 1_000_000}_{rest}"
+
+    assert client.get(f"{path}?cursor={tampered}").status_code == 400
 
 
 @given(
@@ -509,11 +567,31 @@ def test_any_well_formed_cursor_answers_a_page(client, make_message, cursor):
     message_id=st.uuids(),
     offset=st.integers(min_value=0, max_value=2**31 + 100),
 )
-def test_a_cursor_names_exactly_the_row_or_offset_it_was_made_from(moment, message_id, offset):
+def test_a_cursor_names_exactly_the_row_or_offset_it_was_made_from_in_its_own_list(moment, message_id, offset):
     for cursor in (cursors.Keyset(moment, message_id), cursors.Offset(offset)):
-        text = cursors.encode(cursor)
+        text = cursors.encode(cursor, "sent")
         assert re.fullmatch(cursors.PATTERN, text)
-        assert cursors.decode(text) == cursor
+        assert cursors.decode(text, "sent") == cursor
+        with pytest.raises(ValueError):
+            cursors.decode(text, "failed")
+
+
+@LISTS
+def test_swagger_try_it_out_with_what_it_fills_in_gives_a_real_page(client, make_message, document, path):
+    """Swagger UI fills each query parameter with its example (else its default) and sends them all."""
+    listed = {str(make_listed(make_message, path, T0 + timedelta(minutes=m))) for m in range(3)}
+    parameters = operations(document)[("get", path)]["parameters"]
+    filled = {}
+    for parameter in parameters:
+        schema = parameter.get("schema", {})
+        value = parameter.get("example", schema.get("example", schema.get("default")))
+        if value is not None:
+            filled[parameter["name"]] = value
+
+    response = client.get(path, query_string=filled)
+
+    assert response.status_code == 200, response.get_json()
+    assert {m["id"] for m in response.get_json()["data"]} == listed
 
 
 def test_unknown_query_parameters_are_ignored(client):
@@ -835,11 +913,28 @@ def test_the_paging_parameters_and_answer_are_documented(document):
         limit = {key: value for key, value in parameters["limit"]["schema"].items() if key != "example"}
         assert limit == {"type": "integer", "default": 20, "minimum": 1, "maximum": 100}
         assert parameters["offset"]["schema"]["minimum"] == 0
-        assert re.fullmatch(parameters["cursor"]["schema"]["pattern"], "o40")
+        assert re.fullmatch(parameters["cursor"]["schema"]["pattern"], cursors.encode(cursors.Offset(40), "sent"))
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema.get("oneOf", [schema])[0] == {"$ref": "#/components/schemas/MessagePage"}
     pagination = document["components"]["schemas"]["Pagination"]
     assert set(pagination["properties"]) == set(pagination["required"]) == {"limit", "offset", "total", "next_cursor"}
+
+
+def test_swagger_try_it_out_on_one_message_finds_it_in_the_demo_data(client, document, database_url):
+    migrations.load_demo_data(database_url)
+    [parameter] = document["paths"]["/messaging/messages/{message_id}"]["parameters"]
+
+    response = client.get(f"/messaging/messages/{parameter['schema']['example']}")
+
+    assert response.status_code == 200, response.get_json()
+
+
+def test_the_documented_answers_of_create_and_retry_show_a_pending_message(document):
+    for call, status in ((("post", "/messaging/messages"), "201"), (("post", "/messaging/messages/{message_id}/retry"), "200")):
+        example = operations(document)[call]["responses"][status]["content"]["application/json"]["example"]
+        assert set(example) == MESSAGE_FIELDS, call
+        assert (example["status"], example["attempts"], example["sent_at"]) == ("pending", 0, None), call
+        assert (example["webhook_message_id"], example["last_error"]) == (None, None), call
 
 
 def test_every_message_field_is_documented_as_always_present(document):

@@ -85,6 +85,13 @@ def test_status_override_with_retry_after(receiver: Receiver) -> None:
     assert receiver.stats()["accepted"] == 0
 
 
+def test_the_first_answers_429_with_retry_after_then_an_acceptance_without_it(receiver: Receiver) -> None:
+    receiver.set_behaviour(fail_first=1, fail_status=429, retry_after=30)
+    refused, accepted = deliver(receiver.url, "k"), deliver(receiver.url, "k")
+    assert (refused.status_code, refused.headers.get("Retry-After")) == (429, "30")
+    assert (accepted.status_code, accepted.headers.get("Retry-After")) == (202, None)
+
+
 def test_fail_first_then_success(receiver: Receiver) -> None:
     receiver.set_behaviour(fail_first=2, fail_status=503)
     assert [deliver(receiver.url, "k").status_code for _ in range(3)] == [503, 503, 202]

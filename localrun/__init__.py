@@ -1,0 +1,1 @@
+"""`make run`: the whole system on this machine, in the foreground (`python -m localrun`)."""

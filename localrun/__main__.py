@@ -1,0 +1,171 @@
+"""`make run`: every process of the Procfile under honcho, in the foreground, until Ctrl-C.
+
+Two things honcho alone gets wrong in a terminal:
+- With its output piped (`make run | tee run.log`), Ctrl-C also ends the reader, and
+  honcho's "SIGINT received" line then raises BrokenPipeError inside its signal handler,
+  before it signals its children (each in a session of its own, so the terminal's SIGINT
+  never reaches them): every process stays up. Here a closed output is replaced by
+  /dev/null, so honcho goes on to stop them all.
+- The URLs printed before the processes start scroll away under the Celery banners.
+  Here they are printed once the API, Flower, the receiver, both workers and beat answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+import requests
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+from honcho.printer import Message, Printer
+
+ROOT = Path(__file__).resolve().parent.parent
+# Local-only defaults, set here so that the processes and the printed URLs agree.
+DEFAULTS = {"GUNICORN_BIND": "127.0.0.1:8080", "FLOWER_PORT": "5555", "RECEIVER_PORT": "9000"}
+READY_TIMEOUT_SECONDS = 120
+
+
+class ClosedPipeTolerant:
+    """stdout for honcho's printer: once the reader has gone, further output goes to /dev/null."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._discard()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def _discard(self) -> None:
+        # What Python's documentation advises for SIGPIPE: point the descriptor at /dev/null,
+        # so that output still buffered is dropped quietly too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+
+def main() -> int:
+    for name, value in DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    env = os.environ
+    env.setdefault("WEBHOOK_URL", f"http://127.0.0.1:{env['RECEIVER_PORT']}/webhook")
+    procfile = parse_procfile((ROOT / "Procfile").read_text()).processes
+    manager = Manager(Printer(ClosedPipeTolerant(sys.stdout)))
+    for name, command in procfile.items():
+        manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
+    started = time.time()
+    threading.Thread(target=_announce_when_ready, args=(manager, env, procfile, started), daemon=True).start()
+    manager.loop()
+    return manager.returncode or 0
+
+
+def _announce_when_ready(manager: Manager, env: Mapping[str, str], procfile: dict[str, str], started: float) -> None:
+    urls = {
+        "API": f"http://{env['GUNICORN_BIND']}",
+        "Flower": f"http://127.0.0.1:{env['FLOWER_PORT']}",
+        "Receiver": f"http://127.0.0.1:{env['RECEIVER_PORT']}",
+    }
+    checks = {
+        "API": lambda: _answers(f"{urls['API']}/health"),
+        "Flower": lambda: _answers(f"{urls['Flower']}/healthcheck"),
+        "receiver": lambda: _answers(f"{urls['Receiver']}/_receiver/stats"),
+        "workers": lambda: _workers_answer(_worker_names(procfile)),
+        "beat": lambda: _beat_ticked_since(started),
+    }
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    waiting = dict(checks)
+    while waiting and time.monotonic() < deadline:
+        waiting = {name: check for name, check in waiting.items() if not check()}
+        time.sleep(0.5)
+    if waiting:
+        _say(manager, f"not up after {READY_TIMEOUT_SECONDS} s: {', '.join(waiting)} (see the lines above)")
+        return
+    _say(manager, _banner(urls, env))
+
+
+def _banner(urls: dict[str, str], env: Mapping[str, str]) -> str:
+    api = urls["API"]
+    return "\n".join(
+        [
+            "everything is up:",
+            f"  API        {api}",
+            f"  Swagger UI {api}/docs",
+            f"  Flower     {urls['Flower']}  (HTTP API: {urls['Flower']}/api/workers)",
+            f"  Receiver   {urls['Receiver']}  (the webhook; it logs every delivery)",
+            f"  To see a retry or a failure, tell the receiver to fail: POST {urls['Receiver']}/_receiver/behaviour"
+            " (README: \"See a retry, a failure and a manual retry\")",
+            _sending_hint(api, env),
+            "Ctrl-C stops everything.",
+        ]
+    )
+
+
+def _sending_hint(api: str, env: Mapping[str, str]) -> str:
+    token = env.get("API_TOKEN", "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        status = requests.get(f"{api}/messaging/status", headers=headers, timeout=5).json()
+    except (requests.RequestException, ValueError):
+        return f"Start sending: curl -X POST {api}/messaging/start"
+    if status.get("enabled"):
+        return (
+            f"Sending is on: {status['batch_size']} message(s) every {status['interval_seconds']:g} s "
+            f"(stop: curl -X POST {api}/messaging/stop)"
+        )
+    return f"Sending is off: curl -X POST {api}/messaging/start"
+
+
+def _say(manager: Manager, text: str) -> None:
+    manager.events.put(Message(type="line", data=text + "\n", time=datetime.now(), name="system", colour=None))
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _worker_names(procfile: dict[str, str]) -> list[str]:
+    """The node names the Procfile gives its workers (`--hostname=worker1@%h`)."""
+    names = (re.search(r"--hostname=(\S+)", command) for command in procfile.values())
+    return [name.group(1).replace("%h", socket.gethostname()) for name in names if name]
+
+
+def _workers_answer(names: list[str]) -> bool:
+    from worker import app
+
+    replies = app.control.ping(destination=names, timeout=1.0)
+    return {name for reply in replies for name in reply} >= set(names)
+
+
+def _beat_ticked_since(started: float) -> bool:
+    from worker.beat import heartbeat_file
+
+    try:
+        return heartbeat_file().stat().st_mtime >= started
+    except FileNotFoundError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

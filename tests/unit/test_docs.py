@@ -1,0 +1,73 @@
+"""The README stays short and the documentation says each thing once, with links that lead somewhere."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+README_MAX_BYTES = 16 * 1024  # "about 15 KB": what it is, two commands, how it works, the API, the guarantees
+SHORTEST_REPEAT_WORDS = 8
+
+CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
+LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences(markdown: str) -> list[str]:
+    """The prose of a document, sentence by sentence, normalised: code blocks are examples, not prose."""
+    text = LINK.sub(r"\1", CODE_BLOCK.sub("\n\n", markdown))
+    blocks = re.split(r"\n\s*\n|\|", text)  # paragraphs, and each table cell on its own
+    found = []
+    for block in blocks:
+        prose = " ".join(re.sub(r"[*`#>]", "", block).split())
+        for sentence in SENTENCE_END.split(prose):
+            words = re.sub(r"^[-\d.]+\s+", "", sentence).lower().rstrip(".:;!? ").split()
+            if len(words) >= SHORTEST_REPEAT_WORDS:
+                found.append(" ".join(words))
+    return found
+
+
+def test_the_readme_fits_in_about_15_kb():
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, f"README.md is {size} bytes: move the detail to docs/"
+
+
+def test_no_sentence_appears_twice_across_the_readme_and_docs():
+    places = defaultdict(list)
+    for document in DOCUMENTS:
+        for sentence in sentences(document.read_text()):
+            places[sentence].append(document.relative_to(ROOT).as_posix())
+    repeated = {sentence: where for sentence, where in places.items() if len(where) > 1}
+    assert not repeated, "\n".join(f"{where}: {sentence}" for sentence, where in repeated.items())
+
+
+def test_the_sentence_finder_sees_prose_in_paragraphs_lists_and_tables_but_not_code():
+    markdown = (
+        "Intro line one\ncontinues here with enough words to count.\n\n"
+        "- A list item that is long enough to be a sentence.\n\n"
+        "| a | A table cell that is long enough to count as one. |\n\n"
+        "```\nA code line that is long enough to count if it were prose.\n```\n"
+    )
+    assert sentences(markdown) == [
+        "intro line one continues here with enough words to count",
+        "a list item that is long enough to be a sentence",
+        "a table cell that is long enough to count as one",
+    ]
+
+
+def test_every_relative_link_leads_to_a_file_that_exists():
+    for document in DOCUMENTS:
+        for _, target in LINK.findall(CODE_BLOCK.sub("", document.read_text())):
+            path = target.split("#")[0]
+            if path and not re.match(r"^[a-z]+:", path):
+                assert (document.parent / path).exists(), f"{document.name} links to {target}"
+
+
+def test_the_files_that_point_into_docs_find_their_page():
+    for pointer in ("docker-compose.yml",):
+        for page in re.findall(r"docs/[\w-]+\.md", (ROOT / pointer).read_text()):
+            assert (ROOT / page).exists(), f"{pointer} points to {page}"
