@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol, TypeVar
 from uuid import UUID
 
@@ -40,6 +40,15 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     RELEASED = "released"  # sending was stopped before this task began
     SKIPPED = "skipped"  # the claim is not this task's (duplicate, stale or already handled)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one send task did; for a failed attempt, why, and when the next one may start."""
+
+    outcome: Outcome
+    error: str | None = None
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,7 @@ def _hand_over(ports: Ports, claims: list[Claim], enqueue: Enqueue) -> None:
         raise
 
 
-def deliver(ports: Ports, message_id: UUID, token: UUID) -> Outcome:
+def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     """Send one claimed message at most once per claim and record the outcome."""
     enabled, cached = _switch_and_cached_delivery(ports, message_id)
     if not enabled:
@@ -160,7 +169,7 @@ def _switch_and_cached_delivery(ports: Ports, message_id: UUID) -> tuple[bool, C
         return False, None
 
 
-def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Accepted) -> Outcome:
+def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Accepted) -> Report:
     delivery = CachedDelivery(datetime.now(timezone.utc), accepted.webhook_message_id)
     # The cache first: if recording in PostgreSQL fails, the next claim finds it and does not POST.
     try:
@@ -184,7 +193,7 @@ def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Acc
     )
 
 
-def _record_failure(ports: Ports, outgoing: Outgoing, token: UUID, failure: DeliveryFailed) -> Outcome:
+def _record_failure(ports: Ports, outgoing: Outgoing, token: UUID, failure: DeliveryFailed) -> Report:
     settings = ports.settings
     attempt = outgoing.attempts + 1
     delay = retry_delay(attempt, settings.retry_base_seconds, settings.retry_max_seconds, failure.retry_after)
@@ -199,27 +208,29 @@ def _record_failure(ports: Ports, outgoing: Outgoing, token: UUID, failure: Deli
         )
     )
     outcome = Outcome.FAILED if status is Status.FAILED else Outcome.RETRY_LATER
-    return _finish(
+    retry_at = datetime.now(timezone.utc) + timedelta(seconds=delay) if outcome is Outcome.RETRY_LATER else None
+    _finish(
         ports,
         outgoing.id,
         outcome,
         failure.seconds,
         attempt=attempt,
         error=failure.reason,
-        retry_in_s=f"{delay:.1f}" if outcome is Outcome.RETRY_LATER else None,
+        retry_in_s=f"{delay:.1f}" if retry_at else None,
     )
+    return Report(outcome, failure.reason, retry_at)
 
 
 def _finish(
     ports: Ports, message_id: UUID, outcome: Outcome, seconds: float | None = None, *, counted: bool = False, **details
-) -> Outcome:
+) -> Report:
     """One log line and one metrics update per send task (unless the caller `counted` it already)."""
     if not counted:
         ports.ledger.count_delivery(outcome.value, seconds)
     duration = None if seconds is None else f"{seconds * 1000:.1f}"
     level = logging.WARNING if outcome in (Outcome.RETRY_LATER, Outcome.FAILED) else logging.INFO
     log.log(level, "event=delivery %s", fields(message_id=message_id, outcome=outcome.value, duration_ms=duration, **details))
-    return outcome
+    return Report(outcome)
 
 
 def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:

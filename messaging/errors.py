@@ -52,3 +52,11 @@ class MessageNotRetryable(MessagingError):
 
 class MigrationFailed(MessagingError):
     """A migration could not be applied."""
+
+
+class MessageFailed(MessagingError):
+    """The message failed for good: GET /messaging/failed lists it."""
+
+
+class AttemptFailed(MessagingError):
+    """The webhook did not take the message this time; a later batch tries again."""

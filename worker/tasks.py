@@ -10,9 +10,10 @@ from uuid import UUID
 
 import kombu.exceptions
 from celery import current_app, shared_task, signals
+from celery.exceptions import Retry
 
 from messaging import delivery
-from messaging.errors import BrokerUnavailable, DependencyUnavailable
+from messaging.errors import AttemptFailed, BrokerUnavailable, DependencyUnavailable, MessageFailed
 from messaging.logs import fields
 from messaging.models import Claim
 from messaging.runtime import Runtime
@@ -79,16 +80,26 @@ def run_batch() -> int:
         return 0
 
 
-@shared_task(name=delivery.SEND_TASK, bind=True, ignore_result=True)
+# A message that failed for good ends its task in FAILURE (Flower counts it, with the reason); an
+# expected error, so Celery logs it without a traceback: `event=delivery` has said it already.
+@shared_task(name=delivery.SEND_TASK, bind=True, ignore_result=True, throws=(MessageFailed,))
 def send_message(self, message_id: str) -> str:
     """Send one claimed message; this task's id is the claim's token."""
     try:
-        return delivery.deliver(runtime().ports, UUID(message_id), UUID(self.request.id)).value
+        report = delivery.deliver(runtime().ports, UUID(message_id), UUID(self.request.id))
     except DependencyUnavailable as error:
         # The claim stays; it returns to pending after CLAIM_TIMEOUT_SECONDS.
         if delivery.outage_log.allow(f"send:{error.dependency}"):
             log.warning("event=delivery_deferred %s", fields(message_id=message_id, dependency=error.dependency, reason=error))
         return "deferred"
+    if report.outcome is delivery.Outcome.FAILED:
+        raise MessageFailed(f"Message {message_id} failed for good: {report.error}")
+    if report.outcome is delivery.Outcome.RETRY_LATER:
+        # The task ends in RETRY, saying why and when. A later batch makes the next attempt with
+        # a new task: Retry is raised, not `self.retry()`, so nothing is re-published to the broker.
+        next_attempt = f"next attempt at {report.retry_at:%Y-%m-%dT%H:%M:%SZ}"
+        raise Retry(exc=AttemptFailed(f"{report.error}; {next_attempt}"), when=report.retry_at)
+    return report.outcome.value
 
 
 def enqueue_sends(claims: list[Claim]) -> None:

@@ -21,7 +21,7 @@ def settings(base_settings):
 def attempt(runtime, message_id):
     [claim] = store.claim_due(runtime.pool, 1)
     assert claim.message_id == message_id
-    return delivery.deliver(runtime.ports, message_id, claim.token)
+    return delivery.deliver(runtime.ports, message_id, claim.token).outcome
 
 
 def row(db, message_id):

@@ -320,14 +320,18 @@ def test_a_running_beat_passes_its_liveness_check_and_a_stopped_one_fails_it(sta
     assert health("beat", env=stack.env).returncode == 1
 
 
-@pytest.mark.e2e
-def test_flower_shows_the_workers_and_send_tasks_and_exports_their_metrics(stack, make_message, receiver, db):
+FLOWER_AUTH = ("ops", "flower-pass")
+
+
+def start_flower_with_a_worker_and_beat(stack: Stack) -> tuple[str, str, Callable[[], dict]]:
+    """Flower, a worker and beat; returns Flower's URL, the worker's node name and a reader of
+    Flower's metrics, once Flower sees the worker's task events."""
     port = free_port()
     flower_url = f"http://127.0.0.1:{port}"
     flower = stack.start(
         "flower",
         str(BIN / "celery"), "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}",
-        extra_env={"FLOWER_BASIC_AUTH": "ops:flower-pass"},
+        extra_env={"FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)},
     )
     wait_until_up(f"{flower_url}/healthcheck", flower, timeout=60)
     node = f"flowerworker@{socket.gethostname()}"
@@ -346,6 +350,12 @@ def test_flower_shows_the_workers_and_send_tasks_and_exports_their_metrics(stack
     stack.beat()
     batch = ("flower_events_total", (("task", "messaging.run_batch"), ("type", "task-succeeded"), ("worker", node)))
     wait_for(lambda: metrics().get(batch, 0) >= 1, timeout=60, interval=0.5, what="Flower to see task events")
+    return flower_url, node, metrics
+
+
+@pytest.mark.e2e
+def test_flower_shows_the_workers_and_send_tasks_and_exports_their_metrics(stack, make_message, receiver, db):
+    flower_url, node, metrics = start_flower_with_a_worker_and_beat(stack)
     assert metrics()[("flower_worker_online", (("worker", node),))] == 1
     ids = {str(make_message()) for _ in range(3)}
     wait_for(lambda: count(db, SENT) == 3, timeout=60, what="three deliveries")
@@ -359,7 +369,7 @@ def test_flower_shows_the_workers_and_send_tasks_and_exports_their_metrics(stack
     assert any(dict(labels).get("task") == "messaging.run_batch" for _, labels in samples)
 
     assert requests.get(f"{flower_url}/api/workers", timeout=5).status_code == 401, "basic auth guards the UI and API"
-    auth = ("ops", "flower-pass")
+    auth = FLOWER_AUTH
     workers = requests.get(f"{flower_url}/api/workers", params={"refresh": "true"}, auth=auth, timeout=15).json()
     assert node in workers
     tasks_seen = requests.get(f"{flower_url}/api/tasks", params={"taskname": "messaging.send_message"}, auth=auth, timeout=10).json()
@@ -371,3 +381,29 @@ def test_flower_shows_the_workers_and_send_tasks_and_exports_their_metrics(stack
     assert "ops-secret-key" not in worker_log
     assert worker_log.count("event=delivery ") >= 3
     assert "Task messaging.send_message[" not in worker_log, "one line per delivery: Celery's per-task lines are off"
+
+
+@pytest.mark.e2e
+def test_flower_counts_a_failed_message_as_a_failed_task_and_says_when_a_retry_comes(stack, make_message, receiver, db):
+    flower_url, _, _ = start_flower_with_a_worker_and_beat(stack)
+    receiver.set_behaviour(status=400)
+    for _ in range(2):
+        make_message()
+    wait_for(lambda: count(db, FAILED) == 2, timeout=60, what="two messages to fail for good")
+    receiver.set_behaviour(status=503, retry_after="3600")
+    later = make_message()
+    wait_for(lambda: db.execute("SELECT attempts FROM messages WHERE id = %s", (later,)).fetchone()["attempts"] == 1,
+             timeout=60, what="a failed attempt")
+
+    def flower_tasks(state: str) -> dict:
+        params = {"taskname": "messaging.send_message", "state": state}
+        return requests.get(f"{flower_url}/api/tasks", params=params, auth=FLOWER_AUTH, timeout=10).json()
+
+    failures = wait_for(lambda: len(t := flower_tasks("FAILURE")) == 2 and t, timeout=30, what="Flower to see the failures")
+    assert len(failures) == count(db, FAILED), "Flower's failed tasks follow GET /messaging/failed"
+    assert all("failed for good: HTTP 400" in task["exception"] for task in failures.values())
+    [retry] = wait_for(lambda: list(flower_tasks("RETRY").values()), timeout=30, what="Flower to see the retry").copy()
+    assert "HTTP 503" in retry["exception"] and "next attempt at" in retry["exception"]
+    assert retry["args"] == repr((str(later),))
+    worker_log = next(p for p in stack.processes if p.name == "flowerworker").log()
+    assert "Traceback" not in worker_log, "an expected failure is no error in the worker's log"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
@@ -158,7 +158,7 @@ def no_pause(monkeypatch):
 
 def test_a_claimed_message_is_posted_once_and_recorded_sent(ports):
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token) is Outcome.SENT
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SENT
     row = ports.records.rows[message_id]
     assert (row.status, row.attempts, row.webhook_message_id) == (Status.SENT, 1, "provider-1")
     assert ports.webhook.posted == [message_id]
@@ -176,14 +176,14 @@ def test_a_second_task_of_the_same_claim_posts_nothing(ports):
     message_id, token = ports.records.claim()
     delivery.deliver(ports, message_id, token)
     ports.ledger.cached.clear()  # even without the cache, the claim is used up
-    assert delivery.deliver(ports, message_id, token) is Outcome.SKIPPED
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SKIPPED
     assert ports.webhook.posted == [message_id]
 
 
 def test_a_message_in_the_cache_is_recorded_without_a_post(ports):
     message_id, token = ports.records.claim(attempts=1)
     ports.ledger.cached[message_id] = CachedDelivery(T0, "earlier")
-    assert delivery.deliver(ports, message_id, token) is Outcome.ALREADY_SENT
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.ALREADY_SENT
     row = ports.records.rows[message_id]
     assert (row.status, row.attempts, row.webhook_message_id) == (Status.SENT, 1, "earlier")
     assert ports.webhook.posted == []
@@ -192,13 +192,13 @@ def test_a_message_in_the_cache_is_recorded_without_a_post(ports):
 def test_a_cached_message_whose_claim_is_gone_is_skipped(ports):
     message_id, _ = ports.records.claim()
     ports.ledger.cached[message_id] = CachedDelivery(T0, "earlier")
-    assert delivery.deliver(ports, message_id, uuid.uuid4()) is Outcome.SKIPPED
+    assert delivery.deliver(ports, message_id, uuid.uuid4()).outcome is Outcome.SKIPPED
 
 
 def test_stopped_sending_releases_an_unstarted_claim_unsent(ports):
     ports.ledger.enabled = False
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token) is Outcome.RELEASED
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.RELEASED
     assert ports.records.rows[message_id].status is Status.PENDING
     assert ports.webhook.posted == []
 
@@ -206,17 +206,20 @@ def test_stopped_sending_releases_an_unstarted_claim_unsent(ports):
 def test_without_the_switch_nothing_is_sent_and_the_claim_goes_back(ports):
     ports.ledger.down = True
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token) is Outcome.RELEASED
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.RELEASED
     assert ports.webhook.posted == []
 
 
 def test_a_transient_failure_goes_back_to_pending_with_a_backoff(ports):
     ports.webhook.answer = transient()
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token) is Outcome.RETRY_LATER
+    before = datetime.now(timezone.utc)
+    report = delivery.deliver(ports, message_id, token)
+    assert (report.outcome, report.error) == (Outcome.RETRY_LATER, "HTTP 503")
     row = ports.records.rows[message_id]
     assert (row.status, row.attempts, row.last_error) == (Status.PENDING, 1, "HTTP 503")
     assert 5 <= row.retry_in <= 10
+    assert before + timedelta(seconds=row.retry_in) <= report.retry_at <= datetime.now(timezone.utc) + timedelta(seconds=row.retry_in)
 
 
 def test_retry_after_sets_the_delay(ports):
@@ -229,14 +232,14 @@ def test_retry_after_sets_the_delay(ports):
 def test_the_last_allowed_attempt_fails_for_good(ports):
     ports.webhook.answer = transient()
     message_id, token = ports.records.claim(attempts=SETTINGS.max_attempts - 1)
-    assert delivery.deliver(ports, message_id, token) is Outcome.FAILED
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.FAILED
     assert ports.records.rows[message_id].status is Status.FAILED
 
 
 def test_a_permanent_failure_fails_at_once(ports):
     ports.webhook.answer = PERMANENT
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token) is Outcome.FAILED
+    assert delivery.deliver(ports, message_id, token) == delivery.Report(Outcome.FAILED, "HTTP 400")
     assert (ports.records.rows[message_id].attempts, ports.ledger.counted) == (1, ["failed"])
 
 
@@ -244,14 +247,14 @@ def test_a_delivery_is_recorded_even_when_the_cache_is_down(ports):
     message_id, token = ports.records.claim()
     ports.ledger.down = True
     ports.ledger.switch_and_delivery = lambda _: (True, None)
-    assert delivery.deliver(ports, message_id, token) is Outcome.SENT
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SENT
     assert ports.records.rows[message_id].status is Status.SENT
 
 
 def test_an_outcome_is_recorded_through_a_short_database_blip(ports):
     message_id, token = ports.records.claim()
     ports.records.down_for = 2
-    assert delivery.deliver(ports, message_id, token) is Outcome.SENT
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SENT
     assert ports.records.rows[message_id].status is Status.SENT
 
 
