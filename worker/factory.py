@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from messaging import timeouts
 from messaging.delivery import BATCH_TASK
 from messaging.settings import Settings
 from worker import logs, resilience  # noqa: F401  (before Celery connects and sets up logging)
@@ -36,6 +37,9 @@ def create_celery_app(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_transport_options=_transport_options(settings),
+        # RabbitMQ: a consumer that hears nothing for two heartbeats reconnects (Celery's
+        # default, 120 s, would leave it on a silent connection for four minutes).
+        broker_heartbeat=timeouts.BROKER_HEARTBEAT_SECONDS,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         # A lost broker connection must not cancel POSTs under way: they finish and are recorded.
@@ -61,12 +65,13 @@ def create_celery_app(settings: Settings) -> Celery:
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:
-    """Broker options that depend on the broker.
+    """Broker options that depend on the broker: bounds on every wait on its connections, and:
 
     Redis redelivers a task not acknowledged within `visibility_timeout`; it must outlast the
     longest wait in the queue plus a send, or a task could run twice. RabbitMQ has no such
     timeout (it redelivers only when the consumer's connection closes), so it gets none.
     """
+    options = timeouts.broker_transport_options(settings.broker_url)
     if settings.broker_url.partition(":")[0].split("+")[0] in ("redis", "rediss"):
-        return {"visibility_timeout": max(3600, 4 * int(settings.claim_timeout_seconds))}
-    return {}
+        options["visibility_timeout"] = max(3600, 4 * int(settings.claim_timeout_seconds))
+    return options
