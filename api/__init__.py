@@ -6,6 +6,7 @@ from celery import Celery
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from messaging import timeouts
 from messaging.runtime import Runtime
 from messaging.settings import Settings
 
@@ -54,7 +55,12 @@ def close_app(app: Flask) -> None:
 def _celery_producer(settings: Settings) -> Celery:
     """Only sends tasks by name: the API does not import the worker's code."""
     producer = Celery("messaging-api", broker=settings.broker_url, set_as_current=False)
-    producer.conf.update(broker_connection_timeout=3, task_serializer="json")
+    producer.conf.update(
+        broker_connection_timeout=3,
+        # A publish on a silent connection fails within seconds and is retried on a fresh one.
+        broker_transport_options=timeouts.broker_transport_options(settings.broker_url),
+        task_serializer="json",
+    )
     return producer
 
 

@@ -10,7 +10,10 @@ from typing import Any
 from uuid import UUID
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from messaging import timeouts
 from messaging.errors import CacheUnavailable
 
 ENABLED_KEY = "messaging:enabled"
@@ -19,12 +22,16 @@ COUNT_KEY_PREFIX = "messaging:count:"
 
 
 def create_client(url: str) -> redis.Redis:
-    """A client whose calls fail fast while Redis is down instead of hanging a worker."""
+    """A client whose calls fail fast while Redis is down or silent instead of hanging a worker.
+
+    A command that times out is tried once more on a fresh connection: that replaces a
+    connection that went silent, and more tries would only stretch a real outage (redis-py's
+    default is 10, which bounds a command at over a minute while Redis is unreachable).
+    """
     return redis.Redis.from_url(
         url,
-        socket_timeout=3,
-        socket_connect_timeout=3,
-        health_check_interval=30,
+        **timeouts.redis_socket_options(url),
+        retry=Retry(NoBackoff(), retries=1),
         decode_responses=True,
     )
 

@@ -12,12 +12,45 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
+from messaging import timeouts
 from messaging.errors import DatabaseUnavailable
 from messaging.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+
+# The server cancels a statement running longer than this: well above the slowest legitimate one
+# (claiming 100,000 rows, the largest batch, takes about 3 s), so only a runaway is cut short.
+STATEMENT_TIMEOUT_MS = 30_000
+
+
+def connection_options(url: str, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> dict[str, Any]:
+    """libpq parameters that bound every wait on PostgreSQL; what `url` sets itself wins.
+
+    The client gives up a silent connection within about 11 s (keepalives, tcp_user_timeout),
+    and so does the server (its own keepalive settings, for this session), so the session of a
+    vanished client does not hold a connection slot for hours. 0 means no statement timeout.
+    """
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    client = {
+        "connect_timeout": timeouts.CONNECT_TIMEOUT_SECONDS,
+        "keepalives": 1,
+        "keepalives_idle": timeouts.KEEPALIVE_IDLE_SECONDS,
+        "keepalives_interval": timeouts.KEEPALIVE_INTERVAL_SECONDS,
+        "keepalives_count": timeouts.KEEPALIVE_PROBES,
+        "tcp_user_timeout": timeouts.UNACKNOWLEDGED_LIMIT_MS,
+    }
+    server = {
+        "statement_timeout": statement_timeout_ms,
+        "tcp_keepalives_idle": timeouts.KEEPALIVE_IDLE_SECONDS,
+        "tcp_keepalives_interval": timeouts.KEEPALIVE_INTERVAL_SECONDS,
+        "tcp_keepalives_count": timeouts.KEEPALIVE_PROBES,
+        "tcp_user_timeout": timeouts.UNACKNOWLEDGED_LIMIT_MS,
+    }
+    # The URL's own options come last: PostgreSQL applies the last -c of a name.
+    options = " ".join([*(f"-c {name}={value}" for name, value in server.items()), given.get("options") or ""]).strip()
+    return {**{name: value for name, value in client.items() if name not in given}, "options": options}
 
 
 def create_pool(url: str, *, max_size: int = 10, name: str = "messaging") -> psycopg_pool.ConnectionPool:
@@ -27,7 +60,7 @@ def create_pool(url: str, *, max_size: int = 10, name: str = "messaging") -> psy
         min_size=1,
         max_size=max_size,
         name=name,
-        kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
+        kwargs={"autocommit": True, "row_factory": dict_row, **connection_options(url)},
         # A connection killed by a restart or pg_terminate_backend is replaced, not handed out.
         check=check_connection,
         timeout=5,

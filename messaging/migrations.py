@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from messaging import logs
-from messaging.db import wrap_errors
+from messaging.db import connection_options, wrap_errors
 from messaging.errors import MigrationFailed
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,12 @@ LOCK_TIMEOUT = "5s"
 RAISED_BY_MIGRATION = "exec_stmt_raise"
 
 
+def _options(database_url: str) -> dict:
+    """Keepalives as for the service, but no statement timeout: a migration may rightly run for
+    minutes (an index built on a large table, or waiting on the lock while another process migrates)."""
+    return connection_options(database_url, statement_timeout_ms=0)
+
+
 def migration_files(directory: Path = SQL_DIR) -> list[Path]:
     """The migrations, in the order of their numbers."""
     return sorted(path for path in directory.iterdir() if MIGRATION_FILE.match(path.name))
@@ -50,7 +56,7 @@ def migrate(database_url: str, directory: Path = SQL_DIR) -> list[str]:
     try:
         with wrap_errors():
             ensure_database(database_url)
-            with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+            with psycopg.connect(database_url, autocommit=True, **_options(database_url)) as conn:
                 conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
                 try:
                     conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
@@ -108,14 +114,14 @@ def _cause(error: psycopg.Error) -> str:
 def ensure_database(database_url: str) -> None:
     """Create the target database when it does not exist yet (a fresh machine)."""
     try:
-        psycopg.connect(database_url, connect_timeout=5).close()
+        psycopg.connect(database_url, **_options(database_url)).close()
         return
     except psycopg.OperationalError as error:
         if "does not exist" not in str(error):
             raise
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     name = info.pop("dbname")
-    with psycopg.connect(**{**info, "dbname": "postgres"}, autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(**{**info, "dbname": "postgres", **_options(database_url)}, autocommit=True) as conn:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             log.info("event=database_created database=%s", name)
@@ -125,6 +131,6 @@ def ensure_database(database_url: str) -> None:
 
 def load_demo_data(database_url: str, path: Path = SQL_DIR / "demo_data.sql") -> int:
     """Insert the demo messages; returns how many rows were added."""
-    with wrap_errors(), psycopg.connect(database_url, connect_timeout=5) as conn:
+    with wrap_errors(), psycopg.connect(database_url, **_options(database_url)) as conn:
         cursor = conn.execute(path.read_text())
         return cursor.rowcount

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
+from messaging import timeouts
 from messaging.delivery import BATCH_QUEUE, BATCH_TASK
 from messaging.settings import Settings
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
@@ -42,6 +43,9 @@ def create_celery_app(settings: Settings) -> Celery:
         task_routes={BATCH_TASK: {"queue": BATCH_QUEUE}},
         broker_transport=transport.TRANSPORT if _on_redis(settings) else None,
         broker_transport_options=_transport_options(settings),
+        # RabbitMQ: a consumer that hears nothing for two heartbeats reconnects (Celery's
+        # default, 120 s, would leave it on a silent connection for four minutes).
+        broker_heartbeat=timeouts.BROKER_HEARTBEAT_SECONDS,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         # A lost broker connection must not cancel POSTs under way: they finish and are recorded.
@@ -72,15 +76,16 @@ def _queue(name: str) -> Queue:
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:
-    """Broker options that depend on the broker.
+    """Broker options that depend on the broker: bounds on every wait on its connections, and:
 
     Redis redelivers a task not acknowledged within `visibility_timeout`; it must outlast the
     longest wait in the queue plus a send, or a task could run twice. RabbitMQ has no such
     timeout (it redelivers only when the consumer's connection closes), so it gets none.
     """
+    options = timeouts.broker_transport_options(settings.broker_url)
     if _on_redis(settings):
-        return {"visibility_timeout": max(3600, 4 * int(settings.claim_timeout_seconds))}
-    return {}
+        options["visibility_timeout"] = max(3600, 4 * int(settings.claim_timeout_seconds))
+    return options
 
 
 def _on_redis(settings: Settings) -> bool:
