@@ -29,8 +29,11 @@ SEND_TASK = "messaging.send_message"
 BATCH_QUEUE = "messaging.batch"
 
 outage_log = Throttle(seconds=30)
-# Recording an outcome retries through a database blip: 0.5 s, 1 s, 2 s apart.
+# Recording an outcome retries through a database blip: 0.5 s, 1 s, 2 s apart, starting no
+# retry after 4 s, so a stopping worker's last task ends within WEBHOOK_TIMEOUT_SECONDS + 5 s
+# unless one statement itself hangs (bounded by the connection's tcp_user_timeout).
 DB_RETRY_FIRST_PAUSE = 0.5
+DB_RETRY_SECONDS = 4.0
 
 
 class Outcome(enum.Enum):
@@ -242,11 +245,15 @@ def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None
 
 
 def _with_db_retries(record: Callable[[], T], attempts: int = 4) -> T:
-    """Recording an outcome already POSTed is worth a few quick retries through a database blip."""
+    """Recording an outcome already POSTed is worth a few quick retries through a database blip,
+    no longer than DB_RETRY_SECONDS: a worker told to stop waits for its tasks, and the cache
+    entry written first keeps the message from being POSTed again if the record is lost."""
+    give_up_at = time.monotonic() + DB_RETRY_SECONDS
     for attempt in range(attempts):
         try:
             return record()
         except DatabaseUnavailable:
-            if attempt == attempts - 1:
+            pause = DB_RETRY_FIRST_PAUSE * 2**attempt
+            if attempt == attempts - 1 or time.monotonic() + pause > give_up_at:
                 raise
-            time.sleep(DB_RETRY_FIRST_PAUSE * 2**attempt)
+            time.sleep(pause)

@@ -258,6 +258,16 @@ def test_an_outcome_is_recorded_through_a_short_database_blip(ports):
     assert ports.records.rows[message_id].status is Status.SENT
 
 
+def test_recording_gives_up_once_its_time_is_spent(ports, monkeypatch):
+    monkeypatch.setattr(delivery, "DB_RETRY_FIRST_PAUSE", 0.05)
+    monkeypatch.setattr(delivery, "DB_RETRY_SECONDS", 0.1)
+    message_id, token = ports.records.claim()
+    ports.records.down_for = 3
+    with pytest.raises(DatabaseUnavailable):
+        delivery.deliver(ports, message_id, token)
+    assert ports.records.down_for == 1, "two tries: the third pause would have passed the limit"
+
+
 def test_a_longer_database_outage_leaves_the_claim_to_expire(ports):
     message_id, token = ports.records.claim()
     ports.records.down_for = 10
