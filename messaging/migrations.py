@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,10 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 # Any fixed number: every migrating process waits on the same advisory lock.
 MIGRATION_LOCK_KEY = 7_262_514_001
+# First line of a migration that must run outside a transaction (CREATE INDEX CONCURRENTLY):
+# its statements, each ending with ";" at the end of a line, run one by one.
+NO_TRANSACTION = "-- migrate: no-transaction"
+STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
 
 def migration_files(directory: Path = SQL_DIR) -> list[Path]:
@@ -29,11 +34,19 @@ def migrate(database_url: str, directory: Path = SQL_DIR) -> list[str]:
     with wrap_errors():
         ensure_database(database_url)
         with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+            _wait_for_lock(conn)
             try:
                 return _apply_pending(conn, migration_files(directory))
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def _wait_for_lock(conn: psycopg.Connection, pause: float = 0.1) -> None:
+    """Take the migration lock, trying again between statements rather than waiting inside one:
+    a session blocked in pg_advisory_lock holds a snapshot, which another process's
+    CREATE INDEX CONCURRENTLY waits for while holding the lock (a deadlock)."""
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)).fetchone()[0]:
+        time.sleep(pause)
 
 
 def _apply_pending(conn: psycopg.Connection, files: list[Path]) -> list[str]:
@@ -46,12 +59,23 @@ def _apply_pending(conn: psycopg.Connection, files: list[Path]) -> list[str]:
     for path in files:
         if path.name in applied:
             continue
+        text = path.read_text()
+        outside = text.startswith(NO_TRANSACTION)
+        for statement in statements(text) if outside else ():
+            conn.execute(statement)
         with conn.transaction():
-            conn.execute(path.read_text())
+            if not outside:
+                conn.execute(text)
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
         log.info("event=migration_applied version=%s", path.name)
         done.append(path.name)
     return done
+
+
+def statements(text: str) -> list[str]:
+    """The statements of a no-transaction migration (comment-only pieces dropped)."""
+    pieces = (piece.strip() for piece in STATEMENT_END.split(text))
+    return [piece for piece in pieces if any(line and not line.startswith("--") for line in piece.splitlines())]
 
 
 def ensure_database(database_url: str) -> None:
