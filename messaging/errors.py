@@ -48,3 +48,15 @@ class MessageNotFound(MessagingError):
 
 class MessageNotRetryable(MessagingError):
     """Only a failed message can be retried."""
+
+
+class MessageNotCancelable(MessagingError):
+    """Only a pending message can be canceled."""
+
+
+class InvalidMessage(MessagingError):
+    """The message breaks a rule of the service; `fields` says which, per field."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = fields
+        super().__init__("; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items()))

@@ -44,6 +44,7 @@ class Settings:
     cache_ttl_seconds: int = 86400
     api_token: str = ""
     log_level: str = "INFO"
+    attempt_retention_days: int = 30
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -71,6 +72,7 @@ class Settings:
             cache_ttl_seconds=env.number("CACHE_TTL_SECONDS", 86400, int, low=1, high=365 * 86400),
             api_token=env.text("API_TOKEN", ""),
             log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            attempt_retention_days=env.number("ATTEMPT_RETENTION_DAYS", 30, int, low=1, high=3650),
         )
         settings.check_consistency()
         return settings
