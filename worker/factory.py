@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from messaging.attempts import PRUNE_EVERY_SECONDS, PRUNE_TASK
 from messaging.delivery import BATCH_TASK
 from messaging.settings import Settings
 from worker import logs, resilience  # noqa: F401  (before Celery connects and sets up logging)
@@ -53,7 +54,12 @@ def create_celery_app(settings: Settings) -> Celery:
                 "schedule": settings.send_interval_seconds,
                 # A batch that waited a whole period is superseded by the next one.
                 "options": {"expires": max(settings.send_interval_seconds, 1.0)},
-            }
+            },
+            "prune-attempts": {
+                "task": PRUNE_TASK,
+                "schedule": PRUNE_EVERY_SECONDS,
+                "options": {"expires": PRUNE_EVERY_SECONDS},
+            },
         },
     )
     app.conf.messaging_settings = settings

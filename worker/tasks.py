@@ -11,7 +11,7 @@ from uuid import UUID
 import kombu.exceptions
 from celery import current_app, shared_task, signals
 
-from messaging import delivery
+from messaging import attempts, delivery
 from messaging.errors import BrokerUnavailable, DependencyUnavailable
 from messaging.logs import fields
 from messaging.models import Claim
@@ -89,6 +89,18 @@ def send_message(self, message_id: str) -> str:
         if delivery.outage_log.allow(f"send:{error.dependency}"):
             log.warning("event=delivery_deferred %s", fields(message_id=message_id, dependency=error.dependency, reason=error))
         return "deferred"
+
+
+@shared_task(name=attempts.PRUNE_TASK, ignore_result=True)
+def prune_attempts() -> int:
+    """Delete delivery attempts older than ATTEMPT_RETENTION_DAYS, in small batches."""
+    try:
+        pruned = attempts.prune(runtime().pool, runtime().settings.attempt_retention_days)
+    except DependencyUnavailable as error:
+        log.warning("event=prune_skipped %s", fields(dependency=error.dependency, reason=error))
+        return 0
+    log.info("event=attempts_pruned %s", fields(pruned=pruned))
+    return pruned
 
 
 def enqueue_sends(claims: list[Claim]) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from messaging import migrations, store
+from messaging import attempts, migrations, store
 from messaging.models import Attempt, Status, Trigger
 from messaging.store import FailedFilter
 
@@ -299,3 +299,12 @@ def test_pruning_takes_the_attempts_past_retention_in_batches(runtime, db):
     assert store.prune_attempts(runtime.pool, older_than_days=2, limit=1000) == 33
     assert store.prune_attempts(runtime.pool, older_than_days=2, limit=1000) == 0
     assert db.execute("SELECT count(*) AS n FROM message_attempts").fetchone()["n"] == 47
+
+
+def test_a_prune_run_deletes_batch_by_batch_and_stops_after_its_last_batch(runtime, db):
+    db.execute(
+        "INSERT INTO message_attempts (message_id, attempt, trigger, started_at) "
+        "SELECT gen_random_uuid(), 1, 'scheduled', now() - interval '3 days' FROM generate_series(1, 25)"
+    )
+    assert attempts.prune(runtime.pool, 2, batch=10, max_batches=2) == 20
+    assert attempts.prune(runtime.pool, 2, batch=10) == 5
