@@ -178,6 +178,24 @@ def prune_attempts(pool: ConnectionPool, older_than_days: int, limit: int) -> in
     return row["total"] if row else 0
 
 
+def statuses(pool: ConnectionPool, message_ids: list[UUID]) -> dict[UUID, Status]:
+    """The status of each of these messages that exists."""
+    rows = db.fetch_all(pool, "delivery_states", ids=message_ids)
+    return {row["id"]: Status(row["sending_status"]) for row in rows}
+
+
+def stale_claims(pool: ConnectionPool, older_than_seconds: float) -> tuple[int, datetime | None]:
+    """How many claims (and their send, if begun) are older than this, and the oldest claim's time."""
+    row = db.fetch_one(pool, "count_stale_claims", timeout=older_than_seconds)
+    return (row["total"], row["oldest"]) if row else (0, None)
+
+
+def count_sent_since(pool: ConnectionPool, since: datetime) -> int:
+    """Messages this service POSTed that PostgreSQL records as sent at or after `since`."""
+    row = db.fetch_one(pool, "count_sent_since", since=since)
+    return row["total"] if row else 0
+
+
 def count_by_status(pool: ConnectionPool) -> dict[Status, int]:
     counts = {status: 0 for status in Status}
     for row in db.fetch_all(pool, "count_by_status"):

@@ -10,8 +10,9 @@
 -- INSERT from a second connection, in a loop, waited at most 16 to 32 ms (a plain
 -- CREATE INDEX held writes for 210 ms). A build that failed half-way leaves an invalid index:
 -- the first statement drops it, so running migrate again finishes the job.
+-- messages_pending_created_idx stays for now: workers still running the old claim during a
+-- rolling upgrade walk it. A later migration drops it (DROP INDEX CONCURRENTLY).
 DROP INDEX CONCURRENTLY IF EXISTS messages_pending_due_idx;
 CREATE INDEX CONCURRENTLY messages_pending_due_idx
     ON messages ((coalesce(send_at, created_at)), id)
     WHERE sending_status = 0;
-DROP INDEX CONCURRENTLY IF EXISTS messages_pending_created_idx;
