@@ -320,7 +320,7 @@ class AttemptSchema(Schema):
     error_class = fields.String(
         required=True,
         allow_none=True,
-        metadata={"example": None, "description": "What went wrong (`HTTPError`, `ReadTimeout`, `ClaimExpired`...); null on success."},
+        metadata={"example": None, "description": "What went wrong: `timeout`, `connection`, `http_status`, `request`, or `claim_expired` (the worker was lost mid-send); null on success."},
     )
     retry_after_seconds = fields.Float(
         required=True, allow_none=True, metadata={"example": None, "description": "The answer's Retry-After, in seconds."}

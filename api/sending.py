@@ -68,6 +68,7 @@ def _run_batch_now() -> bool:
     try:
         celery().send_task(
             delivery.BATCH_TASK,
+            queue=delivery.BATCH_QUEUE,
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
         )

@@ -9,14 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from uuid import UUID
 
-from messaging import cache, store
 from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
 from messaging.logs import Throttle, fields
-from messaging.models import Claim, Outgoing, Status
-from messaging.runtime import Runtime
+from messaging.models import Attempt, Claim, Outgoing, Status
+from messaging.settings import Settings
 from messaging.webhook import Accepted, DeliveryFailed
 
 log = logging.getLogger(__name__)
@@ -25,8 +24,13 @@ T = TypeVar("T")
 # Task names shared by the worker that defines them and the API that sends them.
 BATCH_TASK = "messaging.run_batch"
 SEND_TASK = "messaging.send_message"
+# Batches have a queue of their own, which every worker also consumes: behind a backlog of
+# thousands of sends in one queue, the batch (and with it stale-claim recovery) would wait its turn.
+BATCH_QUEUE = "messaging.batch"
 
 outage_log = Throttle(seconds=30)
+# Recording an outcome retries through a database blip: 0.5 s, 1 s, 2 s apart.
+DB_RETRY_FIRST_PAUSE = 0.5
 
 
 class Outcome(enum.Enum):
@@ -39,6 +43,71 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class CachedDelivery:
+    """An earlier delivery of a message, as the delivery cache remembers it."""
+
+    sent_at: datetime
+    webhook_message_id: str | None
+
+
+class Records(Protocol):
+    """The messages table, as the rules use it (messaging.store.Records over PostgreSQL)."""
+
+    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]: ...
+    def claim_due(self, limit: int) -> list[Claim]: ...
+    def release_claim(self, message_id: UUID, token: UUID) -> bool: ...
+    def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None: ...
+    def mark_sent(
+        self,
+        message_id: UUID,
+        token: UUID,
+        sent_at: datetime,
+        webhook_message_id: str | None,
+        *,
+        attempted: bool,
+        attempt: Attempt | None = None,
+    ) -> bool: ...
+    def record_failed_attempt(
+        self,
+        message_id: UUID,
+        token: UUID,
+        *,
+        error: str,
+        retry_in_seconds: float,
+        max_attempts: int,
+        final: bool,
+        attempt: Attempt | None = None,
+    ) -> Status | None: ...
+
+
+class Ledger(Protocol):
+    """What Redis keeps for the rules: the switch, the delivery cache and the shared counters.
+
+    The first three raise CacheUnavailable; counting never fails a delivery.
+    """
+
+    def is_enabled(self) -> bool: ...
+    def switch_and_delivery(self, message_id: UUID) -> tuple[bool, CachedDelivery | None]: ...
+    def remember_sent(self, message_id: UUID, delivery: CachedDelivery, webhook_seconds: float) -> None: ...
+    def count_delivery(self, outcome: str, webhook_seconds: float | None) -> None: ...
+    def count_batch(self, claimed: int, recovered: int) -> None: ...
+
+
+class Webhook(Protocol):
+    def send(self, message_id: UUID, to: str, content: str) -> Accepted: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything the rules talk to; messaging.runtime wires the real ones, unit tests fakes."""
+
+    settings: Settings
+    records: Records
+    ledger: Ledger
+    webhook: Webhook
+
+
+@dataclass(frozen=True)
 class BatchResult:
     enabled: bool
     claimed: list[Claim] = field(default_factory=list)
@@ -48,87 +117,81 @@ class BatchResult:
 Enqueue = Callable[[list[Claim]], None]
 
 
-def run_batch(runtime: Runtime, enqueue: Enqueue) -> BatchResult:
+def run_batch(ports: Ports, enqueue: Enqueue) -> BatchResult:
     """Return stale claims; then, while enabled, claim due messages and hand them to `enqueue`."""
-    settings = runtime.settings
+    settings = ports.settings
     # Stale claims go back even while sending is stopped: nothing stays in `sending`.
-    recovered = store.recover_stale_claims(runtime.pool, settings.claim_timeout_seconds, settings.max_attempts)
+    recovered = ports.records.recover_stale_claims(settings.claim_timeout_seconds, settings.max_attempts)
     for message_id in recovered:
         log.warning("event=claim_expired %s", fields(message_id=message_id))
-    if not runtime.cache.is_enabled():
+    if not ports.ledger.is_enabled():
         return BatchResult(enabled=False, recovered=len(recovered))
-    claims = store.claim_due(runtime.pool, settings.send_batch_size)
+    claims = ports.records.claim_due(settings.send_batch_size)
     if claims:
-        _hand_over(runtime, claims, enqueue)
-    runtime.metrics.batch(len(claims), len(recovered))
+        _hand_over(ports, claims, enqueue)
+    ports.ledger.count_batch(len(claims), len(recovered))
     log.info("event=batch %s", fields(claimed=len(claims), recovered=len(recovered)))
     return BatchResult(enabled=True, claimed=claims, recovered=len(recovered))
 
 
-def _hand_over(runtime: Runtime, claims: list[Claim], enqueue: Enqueue) -> None:
+def _hand_over(ports: Ports, claims: list[Claim], enqueue: Enqueue) -> None:
     """Enqueue after the claim committed; if the broker refuses, give the claims back at once."""
     try:
         enqueue(claims)
     except BrokerUnavailable:
         # A task that did get through finds its claim gone and sends nothing.
         for claim in claims:
-            store.release_claim(runtime.pool, claim.message_id, claim.token)
+            ports.records.release_claim(claim.message_id, claim.token)
         raise
 
 
-def deliver(runtime: Runtime, message_id: UUID, token: UUID) -> Outcome:
+def deliver(ports: Ports, message_id: UUID, token: UUID) -> Outcome:
     """Send one claimed message at most once per claim and record the outcome."""
-    enabled, cached = _switch_and_cached_delivery(runtime, message_id)
+    enabled, cached = _switch_and_cached_delivery(ports, message_id)
     if not enabled:
-        released = store.release_claim(runtime.pool, message_id, token)
-        return _finish(runtime, message_id, Outcome.RELEASED if released else Outcome.SKIPPED)
+        released = ports.records.release_claim(message_id, token)
+        return _finish(ports, message_id, Outcome.RELEASED if released else Outcome.SKIPPED)
     if cached is not None:
-        store.mark_sent(runtime.pool, message_id, cached[0], cached[1], attempted=False)
-        return _finish(runtime, message_id, Outcome.ALREADY_SENT)
-    outgoing = store.start_sending(runtime.pool, message_id, token)
+        recorded = ports.records.mark_sent(message_id, token, cached.sent_at, cached.webhook_message_id, attempted=False)
+        return _finish(ports, message_id, Outcome.ALREADY_SENT if recorded else Outcome.SKIPPED)
+    outgoing = ports.records.start_sending(message_id, token)
     if outgoing is None:
-        return _finish(runtime, message_id, Outcome.SKIPPED)
+        return _finish(ports, message_id, Outcome.SKIPPED)
+    started_at = datetime.now(timezone.utc)
     try:
-        accepted = runtime.webhook.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
+        accepted = ports.webhook.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
     except DeliveryFailed as failure:
-        return _record_failure(runtime, outgoing, token, failure)
-    return _record_success(runtime, outgoing, accepted)
+        return _record_failure(ports, outgoing, token, failure, started_at)
+    return _record_success(ports, outgoing, token, accepted, started_at)
 
 
-def _switch_and_cached_delivery(runtime: Runtime, message_id: UUID) -> tuple[bool, tuple[datetime, str | None] | None]:
-    """Is sending on, and the cached (sent_at, messageId) of an earlier delivery, if any."""
+def _switch_and_cached_delivery(ports: Ports, message_id: UUID) -> tuple[bool, CachedDelivery | None]:
+    """Is sending on, and an earlier delivery of the message, if any."""
     try:
-        enabled, entry = runtime.cache.switch_and_delivery(message_id)
+        return ports.ledger.switch_and_delivery(message_id)
     except CacheUnavailable as error:
         # Without the switch we cannot know sending is still wanted: hold back.
         if outage_log.allow("switch"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
         return False, None
-    if entry is None:
-        return enabled, None
-    try:
-        sent_at = datetime.fromisoformat(str(entry.get("sent_at")))
-    except ValueError:
-        sent_at = datetime.now(timezone.utc)
-    return enabled, (sent_at, entry.get("messageId"))
 
 
-def _record_success(runtime: Runtime, outgoing: Outgoing, accepted: Accepted) -> Outcome:
-    sent_at = datetime.now(timezone.utc)
+def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Accepted, started_at: datetime) -> Outcome:
+    delivery = CachedDelivery(datetime.now(timezone.utc), accepted.webhook_message_id)
     # The cache first: if recording in PostgreSQL fails, the next claim finds it and does not POST.
-    # The metrics ride in the same round trip.
-    pipe = runtime.redis.pipeline(transaction=False)
-    runtime.cache.remember_sent(outgoing.id, accepted.webhook_message_id, sent_at, pipe=pipe)
-    runtime.metrics.delivery(Outcome.SENT.value, accepted.seconds, pipe=pipe)
     try:
-        with cache.wrap_errors():
-            pipe.execute()
+        ports.ledger.remember_sent(outgoing.id, delivery, accepted.seconds)
     except CacheUnavailable as error:
         if outage_log.allow("cache"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
-    _with_db_retries(lambda: store.mark_sent(runtime.pool, outgoing.id, sent_at, accepted.webhook_message_id))
+    attempt = _attempt(outgoing, started_at, accepted.seconds, accepted.status_code, answer=accepted.answer)
+    _with_db_retries(
+        lambda: ports.records.mark_sent(
+            outgoing.id, token, delivery.sent_at, delivery.webhook_message_id, attempted=True, attempt=attempt
+        )
+    )
     return _finish(
-        runtime,
+        ports,
         outgoing.id,
         Outcome.SENT,
         accepted.seconds,
@@ -138,24 +201,35 @@ def _record_success(runtime: Runtime, outgoing: Outgoing, accepted: Accepted) ->
     )
 
 
-def _record_failure(runtime: Runtime, outgoing: Outgoing, token: UUID, failure: DeliveryFailed) -> Outcome:
-    settings = runtime.settings
+def _record_failure(
+    ports: Ports, outgoing: Outgoing, token: UUID, failure: DeliveryFailed, started_at: datetime
+) -> Outcome:
+    settings = ports.settings
     attempt = outgoing.attempts + 1
     delay = retry_delay(attempt, settings.retry_base_seconds, settings.retry_max_seconds, failure.retry_after)
+    record = _attempt(
+        outgoing,
+        started_at,
+        failure.seconds,
+        failure.status_code,
+        error_class=failure.error_class.value,
+        retry_after=failure.retry_after,
+        answer=failure.answer,
+    )
     status = _with_db_retries(
-        lambda: store.record_failed_attempt(
-            runtime.pool,
+        lambda: ports.records.record_failed_attempt(
             outgoing.id,
             token,
             error=failure.reason,
             retry_in_seconds=delay,
             max_attempts=settings.max_attempts,
             final=not failure.transient,
+            attempt=record,
         )
     )
     outcome = Outcome.FAILED if status is Status.FAILED else Outcome.RETRY_LATER
     return _finish(
-        runtime,
+        ports,
         outgoing.id,
         outcome,
         failure.seconds,
@@ -165,12 +239,36 @@ def _record_failure(runtime: Runtime, outgoing: Outgoing, token: UUID, failure: 
     )
 
 
+def _attempt(
+    outgoing: Outgoing,
+    started_at: datetime,
+    seconds: float,
+    http_status: int | None,
+    *,
+    error_class: str | None = None,
+    retry_after: float | None = None,
+    answer: str = "",
+) -> Attempt:
+    """The record of one POST, written with its outcome (message_attempts)."""
+    return Attempt(
+        message_id=outgoing.id,
+        attempt=outgoing.attempts + 1,
+        trigger=outgoing.attempt_trigger,
+        started_at=started_at,
+        duration_ms=round(seconds * 1000, 3),
+        http_status=http_status,
+        error_class=error_class,
+        retry_after_seconds=retry_after,
+        answer=answer or None,
+    )
+
+
 def _finish(
-    runtime: Runtime, message_id: UUID, outcome: Outcome, seconds: float | None = None, *, counted: bool = False, **details
+    ports: Ports, message_id: UUID, outcome: Outcome, seconds: float | None = None, *, counted: bool = False, **details
 ) -> Outcome:
     """One log line and one metrics update per send task (unless the caller `counted` it already)."""
     if not counted:
-        runtime.metrics.delivery(outcome.value, seconds)
+        ports.ledger.count_delivery(outcome.value, seconds)
     duration = None if seconds is None else f"{seconds * 1000:.1f}"
     level = logging.WARNING if outcome in (Outcome.RETRY_LATER, Outcome.FAILED) else logging.INFO
     log.log(level, "event=delivery %s", fields(message_id=message_id, outcome=outcome.value, duration_ms=duration, **details))
@@ -185,7 +283,7 @@ def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None
     return ceiling / 2 + random.random() * ceiling / 2
 
 
-def _with_db_retries(record: Callable[[], T], attempts: int = 4, first_pause: float = 0.5) -> T:
+def _with_db_retries(record: Callable[[], T], attempts: int = 4) -> T:
     """Recording an outcome already POSTed is worth a few quick retries through a database blip."""
     for attempt in range(attempts):
         try:
@@ -193,4 +291,4 @@ def _with_db_retries(record: Callable[[], T], attempts: int = 4, first_pause: fl
         except DatabaseUnavailable:
             if attempt == attempts - 1:
                 raise
-            time.sleep(first_pause * 2**attempt)
+            time.sleep(DB_RETRY_FIRST_PAUSE * 2**attempt)

@@ -41,7 +41,7 @@ WITH stale AS (
     RETURNING m.id, m.attempts, stale.sending_started_at, stale.attempt_trigger
 ), logged AS (
     INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, error_class)
-    SELECT id, attempts, attempt_trigger, sending_started_at, 'ClaimExpired'
+    SELECT id, attempts, attempt_trigger, sending_started_at, 'claim_expired'
     FROM recovered
     WHERE sending_started_at IS NOT NULL
 )
@@ -62,14 +62,15 @@ WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s AND sending
 RETURNING id;
 
 -- name: mark_sent
--- Record a delivery; only a message in `sending` can become sent. With %(log_attempt)s, the
--- attempt goes into message_attempts in the same statement (none when the cache had it: no POST).
+-- Record a delivery by the claim that made it; a late writer of an expired claim changes nothing.
+-- With %(log_attempt)s, the attempt goes into message_attempts in the same statement (none when
+-- the cache had it: no POST).
 WITH sent AS (
     UPDATE messages
     SET sending_status = 1, sent_at = %(sent_at)s, webhook_message_id = %(webhook_message_id)s,
         attempts = attempts + %(attempted)s, last_error = NULL, claim_token = NULL,
         claimed_at = NULL, sending_started_at = NULL, updated_at = now()
-    WHERE id = %(id)s AND sending_status = 3
+    WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s
     RETURNING id
 ), logged AS (
     INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status,

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
 
 import redis
 from psycopg_pool import ConnectionPool
 
-from messaging import cache, db
+from messaging import cache, db, store
 from messaging.cache import Cache
+from messaging.delivery import CachedDelivery, Ports
 from messaging.metrics import Recorder
 from messaging.settings import Settings
 from messaging.webhook import WebhookClient
@@ -46,7 +51,52 @@ class Runtime:
             metrics=Recorder(client),
         )
 
+    @cached_property
+    def ports(self) -> Ports:
+        """What the delivery rules talk to, over this process's connections."""
+        return Ports(self.settings, store.Records(self.pool), RedisLedger(self.cache, self.metrics), self.webhook)
+
     def close(self) -> None:
         self.webhook.close()
         self.redis.close()
         self.pool.close()
+
+
+@dataclass(frozen=True)
+class RedisLedger:
+    """`delivery.Ledger` over Redis: the switch and delivery cache (Cache) and the shared counters (Recorder)."""
+
+    cache: Cache
+    metrics: Recorder
+
+    def is_enabled(self) -> bool:
+        return self.cache.is_enabled()
+
+    def switch_and_delivery(self, message_id: UUID) -> tuple[bool, CachedDelivery | None]:
+        enabled, entry = self.cache.switch_and_delivery(message_id)
+        return enabled, _cached_delivery(entry)
+
+    def remember_sent(self, message_id: UUID, delivery: CachedDelivery, webhook_seconds: float) -> None:
+        """The cache entry and the delivery's counters in one round trip."""
+        pipe = self.cache.client.pipeline(transaction=False)
+        self.cache.remember_sent(message_id, delivery.webhook_message_id, delivery.sent_at, pipe=pipe)
+        self.metrics.delivery("sent", webhook_seconds, pipe=pipe)
+        with cache.wrap_errors():
+            pipe.execute()
+
+    def count_delivery(self, outcome: str, webhook_seconds: float | None) -> None:
+        self.metrics.delivery(outcome, webhook_seconds)
+
+    def count_batch(self, claimed: int, recovered: int) -> None:
+        self.metrics.batch(claimed, recovered)
+
+
+def _cached_delivery(entry: dict[str, Any] | None) -> CachedDelivery | None:
+    if entry is None:
+        return None
+    try:
+        sent_at = datetime.fromisoformat(str(entry.get("sent_at")))
+    except ValueError:
+        sent_at = datetime.now(timezone.utc)
+    message_id = entry.get("messageId")
+    return CachedDelivery(sent_at, message_id if isinstance(message_id, str) else None)

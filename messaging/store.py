@@ -45,18 +45,20 @@ def release_claim(pool: ConnectionPool, message_id: UUID, token: UUID) -> bool:
 def mark_sent(
     pool: ConnectionPool,
     message_id: UUID,
+    token: UUID,
     sent_at: datetime,
     webhook_message_id: str | None,
     *,
     attempted: bool = True,
     attempt: Attempt | None = None,
 ) -> bool:
-    """Record a delivery of a message in `sending`, and `attempt` in the same statement;
-    False when it was not in `sending`."""
+    """Record a delivery made under this claim, and `attempt` in the same statement; False when
+    the claim is no longer the message's."""
     row = db.fetch_one(
         pool,
         "mark_sent",
         id=message_id,
+        token=token,
         sent_at=sent_at,
         webhook_message_id=webhook_message_id,
         attempted=int(attempted),
@@ -227,3 +229,56 @@ def page(
     else:
         rows = db.fetch_all(pool, f"{name}_after", limit=limit, after_time=after[0], after_id=after[1])
     return [Message.from_row(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Records:
+    """The delivery rules' view of the messages table (`delivery.Records`), over one pool."""
+
+    pool: ConnectionPool
+
+    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]:
+        return recover_stale_claims(self.pool, timeout_seconds, max_attempts)
+
+    def claim_due(self, limit: int) -> list[Claim]:
+        return claim_due(self.pool, limit)
+
+    def release_claim(self, message_id: UUID, token: UUID) -> bool:
+        return release_claim(self.pool, message_id, token)
+
+    def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None:
+        return start_sending(self.pool, message_id, token)
+
+    def mark_sent(
+        self,
+        message_id: UUID,
+        token: UUID,
+        sent_at: datetime,
+        webhook_message_id: str | None,
+        *,
+        attempted: bool,
+        attempt: Attempt | None = None,
+    ) -> bool:
+        return mark_sent(self.pool, message_id, token, sent_at, webhook_message_id, attempted=attempted, attempt=attempt)
+
+    def record_failed_attempt(
+        self,
+        message_id: UUID,
+        token: UUID,
+        *,
+        error: str,
+        retry_in_seconds: float,
+        max_attempts: int,
+        final: bool,
+        attempt: Attempt | None = None,
+    ) -> Status | None:
+        return record_failed_attempt(
+            self.pool,
+            message_id,
+            token,
+            error=error,
+            retry_in_seconds=retry_in_seconds,
+            max_attempts=max_attempts,
+            final=final,
+            attempt=attempt,
+        )

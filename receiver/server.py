@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import struct
 import sys
@@ -20,6 +21,7 @@ BODY_MODES = ("json", "text", "close")
 DEFAULT_BEHAVIOUR: dict[str, Any] = {
     "delay_ms": 0, "status": 202, "retry_after": None,
     "body": "json", "fail_first": 0, "fail_status": 500,
+    "trickle_ms": 0,  # > 0: the answer's body goes out one byte per trickle_ms (a provider that trickles)
 }
 
 
@@ -39,7 +41,7 @@ def validate_behaviour(changes: Any) -> dict[str, Any]:
         raise ValueError(f"unknown behaviour fields: {sorted(unknown)}")
     out = dict(changes)
     for name, low, high in (("delay_ms", 0, 600_000), ("status", 200, 599),
-                            ("fail_first", 0, 1_000_000), ("fail_status", 200, 599)):
+                            ("fail_first", 0, 1_000_000), ("fail_status", 200, 599), ("trickle_ms", 0, 60_000)):
         if name in out:
             out[name] = _int_in(name, out[name], low, high)
     if out.get("body", "json") not in BODY_MODES:
@@ -70,6 +72,8 @@ class Store:
             self._counts: dict[str | None, int] = {}
             self._accepted = 0
             self._connections = 0
+            self._open: dict[str | None, int] = {}
+            self._overlaps = 0
 
     def set_behaviour(self, changes: Any) -> dict[str, Any]:
         valid = validate_behaviour(changes)
@@ -80,6 +84,18 @@ class Store:
     def connection_opened(self) -> None:
         with self._lock:
             self._connections += 1
+
+    def request_opened(self, key: str | None) -> None:
+        """A delivery's request arrived; a second one of the same key still open is an overlap."""
+        with self._lock:
+            self._open[key] = self._open.get(key, 0) + 1
+            if key is not None and self._open[key] > 1:
+                self._overlaps += 1
+
+    def request_closed(self, key: str | None) -> None:
+        with self._lock:
+            if self._open.get(key):  # a reset while the request was open forgot it already
+                self._open[key] -= 1
 
     def record(self, delivery: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
         """Store a delivery and decide its answer status (None means drop the connection)."""
@@ -109,7 +125,8 @@ class Store:
             received = len(self._deliveries)
             unique = len(self._counts)
             return {"received": received, "unique": unique, "duplicates": received - unique,
-                    "accepted": self._accepted, "connections": self._connections}
+                    "accepted": self._accepted, "connections": self._connections,
+                    "overlaps": self._overlaps}
 
 
 class ReceiverHTTPServer(ThreadingHTTPServer):
@@ -161,7 +178,7 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         log.debug("receiver: %s " + format, self.address_string(), *args)
 
     def _send(self, status: int, body: bytes = b"", content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+              headers: dict[str, str] | None = None, trickle_ms: int = 0) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -169,7 +186,17 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not trickle_ms:
+            self.wfile.write(body)
+            return
+        self.wfile.flush()
+        for byte in body:
+            # Wait for the next byte's turn, noticing at once when the client gives up and closes.
+            if select.select([self.connection], [], [], trickle_ms / 1000)[0]:
+                self.close_connection = True
+                return
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
 
     def _send_json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload).encode())
@@ -215,6 +242,13 @@ class ReceiverHandler(BaseHTTPRequestHandler):
 
     def _deliver(self, raw: bytes) -> None:
         key = self.headers.get("Idempotency-Key")
+        self.server.store.request_opened(key)
+        try:
+            self._answer_delivery(key, raw)
+        finally:
+            self.server.store.request_closed(key)
+
+    def _answer_delivery(self, key: str | None, raw: bytes) -> None:
         parsed = _parse_json(raw)
         status, b = self.server.store.record({
             "key": key, "path": self.path, "raw": raw, "json": parsed, "received_at": time.time(),
@@ -229,7 +263,7 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             return
         headers = {"Retry-After": b["retry_after"]} if b["retry_after"] else {}
         body, ctype = _answer_body(status, b["body"])
-        self._send(status, body, ctype, headers)
+        self._send(status, body, ctype, headers, b["trickle_ms"])
 
     def _reset_connection(self) -> None:
         # Linger 0 makes close() send RST, which is what a provider crash looks like to the client.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from messaging.attempts import PRUNE_EVERY_SECONDS, PRUNE_TASK
-from messaging.delivery import BATCH_TASK
+from messaging.delivery import BATCH_QUEUE, BATCH_TASK
 from messaging.settings import Settings
-from worker import logs, resilience  # noqa: F401  (before Celery connects and sets up logging)
+from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
 
 # Threads suit sending: each task mostly waits on the webhook. Prefork with 2 processes
 # keeps only 2 POSTs in flight (about 10 msg/s against a 200 ms webhook).
@@ -36,6 +37,11 @@ def create_celery_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
+        # Sends stay on Celery's default queue; batches go to their own. A worker consumes every
+        # queue listed here unless told otherwise (`-Q`), and kombu takes from them in turn.
+        task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE)),
+        task_routes={BATCH_TASK: {"queue": BATCH_QUEUE}},
+        broker_transport=transport.TRANSPORT if _on_redis(settings) else None,
         broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -66,6 +72,11 @@ def create_celery_app(settings: Settings) -> Celery:
     return app
 
 
+def _queue(name: str) -> Queue:
+    """A queue as Celery declares a missing one: a direct exchange of the same name."""
+    return Queue(name, Exchange(name), routing_key=name)
+
+
 def _transport_options(settings: Settings) -> dict[str, object]:
     """Broker options that depend on the broker.
 
@@ -73,6 +84,10 @@ def _transport_options(settings: Settings) -> dict[str, object]:
     longest wait in the queue plus a send, or a task could run twice. RabbitMQ has no such
     timeout (it redelivers only when the consumer's connection closes), so it gets none.
     """
-    if settings.broker_url.partition(":")[0].split("+")[0] in ("redis", "rediss"):
+    if _on_redis(settings):
         return {"visibility_timeout": max(3600, 4 * int(settings.claim_timeout_seconds))}
     return {}
+
+
+def _on_redis(settings: Settings) -> bool:
+    return settings.broker_url.partition(":")[0].split("+")[0] in ("redis", "rediss")

@@ -1,11 +1,8 @@
-"""Surviving a lost broker connection: the worker keeps running, and its logs stay readable.
+"""Readable logs through a lost broker connection: one line per cause per 30 s, no tracebacks.
 
-Celery and kombu handle a Redis restart by reconnecting, but two races in kombu's Redis
-transport can stop a threads-pool worker on the way (celery/kombu#582, #659): an ack,
-or the restore of unacked messages, that runs after the channel's connection is gone
-raises AttributeError instead of a connection error. Both are harmless to delivery:
-an unacked message is handed out again by Redis, and a send whose claim is used up
-does nothing. This module turns them into a logged warning.
+Celery and kombu reconnect by themselves; while they do, every retry logs a traceback. The
+kombu race that used to stop a threads-pool worker on the way is handled by the app's own
+transport (worker/transport.py).
 """
 
 from __future__ import annotations
@@ -15,12 +12,8 @@ import logging
 import kombu.exceptions
 import redis
 from celery import signals
-from kombu.transport import redis as kombu_redis
 
-from messaging.logs import Throttle, fields
-
-log = logging.getLogger(__name__)
-lost_connection_log = Throttle(seconds=30)
+from messaging.logs import Throttle
 
 # Errors that mean "the broker or Redis is not there right now", not a bug.
 CONNECTION_ERRORS = (ConnectionError, TimeoutError, redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError)
@@ -51,25 +44,3 @@ def install(logger: logging.Logger, **_: object) -> None:
     for handler in logger.handlers:
         if not any(isinstance(f, OutageFilter) for f in handler.filters):
             handler.addFilter(OutageFilter())
-
-
-def _tolerating_lost_connection(method, event: str):
-    """Wrap a kombu Redis QoS method so that the lost-connection race is logged, not fatal."""
-
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except AttributeError:
-            # The message stays in Redis's unacked set: Redis restores it after the
-            # visibility timeout, and its send then finds the claim used up.
-            if lost_connection_log.allow(event):
-                log.warning("event=%s %s", event, fields(reason="broker connection lost"))
-
-    wrapper.__wrapped__ = method
-    return wrapper
-
-
-for _name, _event in (("ack", "ack_lost"), ("restore_unacked", "restore_deferred")):
-    _method = getattr(kombu_redis.QoS, _name)
-    if not hasattr(_method, "__wrapped__"):
-        setattr(kombu_redis.QoS, _name, _tolerating_lost_connection(_method, _event))

@@ -72,7 +72,7 @@ def _close_runtime(**_: object) -> None:
 def run_batch() -> int:
     """Claim due messages and enqueue one send each; returns how many were claimed."""
     try:
-        return len(delivery.run_batch(runtime(), enqueue_sends).claimed)
+        return len(delivery.run_batch(runtime().ports, enqueue_sends).claimed)
     except DependencyUnavailable as error:
         if delivery.outage_log.allow(f"batch:{error.dependency}"):
             log.warning("event=batch_skipped %s", fields(dependency=error.dependency, reason=error))
@@ -83,7 +83,7 @@ def run_batch() -> int:
 def send_message(self, message_id: str) -> str:
     """Send one claimed message; this task's id is the claim's token."""
     try:
-        return delivery.deliver(runtime(), UUID(message_id), UUID(self.request.id)).value
+        return delivery.deliver(runtime().ports, UUID(message_id), UUID(self.request.id)).value
     except DependencyUnavailable as error:
         # The claim stays; it returns to pending after CLAIM_TIMEOUT_SECONDS.
         if delivery.outage_log.allow(f"send:{error.dependency}"):

@@ -21,7 +21,7 @@ def settings(base_settings):
 def attempt(runtime, message_id):
     [claim] = store.claim_due(runtime.pool, 1)
     assert claim.message_id == message_id
-    return delivery.deliver(runtime, message_id, claim.token)
+    return delivery.deliver(runtime.ports, message_id, claim.token)
 
 
 def row(db, message_id):
@@ -54,6 +54,16 @@ def test_retry_after_on_429_is_capped_by_retry_max(runtime, make_message, receiv
     assert 598 <= row(db, message_id)["wait"].total_seconds() <= 600.5
 
 
+@pytest.mark.parametrize("value", ["²", "soon", "Mon, 99 Foo 2026 99:99:99 GMT", "1e9"])
+def test_an_unreadable_retry_after_falls_back_to_the_backoff(runtime, make_message, receiver, db, value):
+    receiver.set_behaviour(status=503, retry_after=value)
+    message_id = make_message()
+    assert attempt(runtime, message_id) is Outcome.RETRY_LATER
+    recorded = row(db, message_id)
+    assert (recorded["sending_status"], recorded["attempts"]) == (0, 1)
+    assert 4.5 <= recorded["wait"].total_seconds() <= 10.5
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
 def test_another_4xx_fails_at_once(runtime, make_message, receiver, db, status):
     receiver.set_behaviour(status=status)
@@ -82,7 +92,7 @@ def test_a_timeout_is_transient_and_bounded_by_the_webhook_timeout(runtime, make
     started = datetime.now(timezone.utc)
     assert attempt(runtime, message_id) is Outcome.RETRY_LATER
     assert (datetime.now(timezone.utc) - started).total_seconds() < 1.5
-    assert row(db, message_id)["last_error"].startswith("ReadTimeout")
+    assert row(db, message_id)["last_error"].startswith("Timeout")
 
 
 def test_a_closed_port_is_transient(settings, make_message, db):

@@ -10,6 +10,9 @@ import kombu
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from kombu import Exchange, Queue
+
+from messaging.delivery import BATCH_TASK
 
 from messaging.settings import Settings
 from worker import tasks
@@ -51,13 +54,17 @@ def celery_app(settings: Settings) -> Iterator[Celery]:
     # test gets a queue (and exchange) no one else uses, deleted afterwards.
     queue = f"messaging-test-{uuid.uuid4().hex[:12]}" if _on_rabbitmq(app) else None
     if queue:
+        batches = f"{queue}.batch"
         app.conf.task_default_queue = queue
+        app.conf.task_queues = (Queue(queue, Exchange(queue), routing_key=queue), Queue(batches, Exchange(batches), routing_key=batches))
+        app.conf.task_routes = {BATCH_TASK: {"queue": batches}}
     app.set_current()
     yield app
     if queue:
         with app.connection_for_write() as connection:
-            connection.default_channel.queue_delete(queue)
-            connection.default_channel.exchange_delete(queue)
+            for name in (queue, batches):
+                connection.default_channel.queue_delete(name)
+                connection.default_channel.exchange_delete(name)
 
 
 @pytest.fixture

@@ -148,7 +148,7 @@ def insert_attempts(db, message_id, count: int) -> None:
         "INSERT INTO message_attempts (message_id, attempt, trigger, started_at, duration_ms, http_status, "
         "                              error_class, retry_after_seconds, answer) "
         "SELECT %s, g, CASE WHEN g = 1 THEN 'scheduled' ELSE 'retry' END, %s + g * interval '1 minute', 12.5, "
-        "       CASE WHEN g < %s THEN 503 ELSE 202 END, CASE WHEN g < %s THEN 'HTTPError' END, "
+        "       CASE WHEN g < %s THEN 503 ELSE 202 END, CASE WHEN g < %s THEN 'http_status' END, "
         "       CASE WHEN g < %s THEN 30 END, 'answer ' || g "
         "FROM generate_series(1, %s) AS g",
         (message_id, T0, count, count, count, count),
@@ -165,7 +165,7 @@ def test_a_messages_attempts_are_listed_oldest_first_with_every_detail(client, m
     assert body == {
         "data": [
             {"attempt": 1, "trigger": "scheduled", "started_at": "2026-11-01T09:01:00+00:00", "duration_ms": 12.5,
-             "http_status": 503, "error_class": "HTTPError", "retry_after_seconds": 30.0, "answer": "answer 1"},
+             "http_status": 503, "error_class": "http_status", "retry_after_seconds": 30.0, "answer": "answer 1"},
             {"attempt": 2, "trigger": "retry", "started_at": "2026-11-01T09:02:00+00:00", "duration_ms": 12.5,
              "http_status": 202, "error_class": None, "retry_after_seconds": None, "answer": "answer 2"},
         ],

@@ -121,10 +121,10 @@ def test_counts_that_outlive_rows_or_predate_the_counters_pass(runtime, client, 
 
 
 def test_the_first_batch_marks_when_the_counters_began_and_later_ones_keep_it(runtime, client):
-    delivery.run_batch(runtime, lambda claims: None)
+    delivery.run_batch(runtime.ports, lambda claims: None)
     began = client.get(SINCE_KEY)
     assert datetime.fromisoformat(began) <= datetime.now(timezone.utc)
-    delivery.run_batch(runtime, lambda claims: None)
+    delivery.run_batch(runtime.ports, lambda claims: None)
     assert client.get(SINCE_KEY) == began
 
 

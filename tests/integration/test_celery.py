@@ -3,6 +3,7 @@ Redis, and RabbitMQ (`CELERY_BROKER_URL=amqp://...`, skipped when none answers).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -129,6 +130,24 @@ def test_a_worker_sizes_its_webhook_pool_to_its_own_thread_count(celery_app):
         assert tasks.runtime().webhook.pool.pool.maxsize == 48
     finally:
         tasks._close_runtime()
+
+
+def test_batches_and_claim_recovery_run_on_schedule_behind_a_backlog_of_sends(celery_worker, make_message, receiver, db, runtime):
+    receiver.set_behaviour(delay_ms=200)  # 4 threads: 20 sends a second, so 1,000 sends queue for 50 s
+    for _ in range(1000):
+        make_message()
+    tasks.enqueue_sends(store.claim_due(runtime.pool, 1000))
+    expired = uuid.uuid4()
+    stale = make_message(sending_status=3, claimed_at=T0, claim_token=expired)
+    tasks.run_batch.delay()
+    # Recovered, then claimed afresh by the same batch: a new token.
+    wait_for(
+        lambda: db.execute("SELECT claim_token FROM messages WHERE id = %s", (stale,)).fetchone()["claim_token"] != expired,
+        timeout=5,
+        what="the batch to recover the stale claim",
+    )
+    assert len(sent_ids(db)) < 200, "the sends were still queued"
+    receiver.set_behaviour(delay_ms=0)
 
 
 def test_the_beats_prune_entry_deletes_old_attempts_in_batches_through_the_worker(celery_app, celery_worker, db):

@@ -25,7 +25,7 @@ def row(db, message_id):
 
 def test_the_webhook_gets_exactly_the_documented_request(runtime, make_message, receiver):
     message_id, token = claim_one(runtime, make_message, content="Your code is 1234", recipient_phone_number="+905321112233")
-    assert delivery.deliver(runtime, message_id, token) is Outcome.SENT
+    assert delivery.deliver(runtime.ports, message_id, token) is Outcome.SENT
     [seen] = receiver.deliveries()
     assert seen["path"] == "/webhook"
     assert seen["raw"] == json.dumps({"to": "+905321112233", "content": "Your code is 1234"}).encode()
@@ -39,7 +39,7 @@ def test_without_an_auth_key_no_auth_header_is_sent(runtime, make_message, recei
     keyless = Runtime.open(replace(settings, webhook_auth_key=""))
     try:
         message_id, token = claim_one(keyless, make_message)
-        delivery.deliver(keyless, message_id, token)
+        delivery.deliver(keyless.ports, message_id, token)
     finally:
         keyless.close()
     assert "x-ins-auth-key" not in receiver.deliveries()[0]["headers"]
@@ -47,7 +47,7 @@ def test_without_an_auth_key_no_auth_header_is_sent(runtime, make_message, recei
 
 def test_a_delivery_is_recorded_and_cached_with_its_ttl(runtime, make_message, receiver, db, settings):
     message_id, token = claim_one(runtime, make_message)
-    delivery.deliver(runtime, message_id, token)
+    delivery.deliver(runtime.ports, message_id, token)
     recorded = row(db, message_id)
     assert recorded["sending_status"] == 1
     assert recorded["attempts"] == 1
@@ -65,14 +65,14 @@ def test_a_delivery_is_recorded_and_cached_with_its_ttl(runtime, make_message, r
 def test_any_2xx_is_a_success_even_without_a_json_body(runtime, make_message, receiver, db):
     receiver.set_behaviour(status=200, body="text")
     message_id, token = claim_one(runtime, make_message)
-    assert delivery.deliver(runtime, message_id, token) is Outcome.SENT
+    assert delivery.deliver(runtime.ports, message_id, token) is Outcome.SENT
     assert row(db, message_id)["webhook_message_id"] is None
 
 
 def test_a_message_in_the_cache_is_recorded_and_never_posted_again(runtime, make_message, receiver, db):
     message_id, token = claim_one(runtime, make_message)
     runtime.cache.remember_sent(message_id, "from-earlier", datetime(2026, 11, 1, tzinfo=timezone.utc))
-    assert delivery.deliver(runtime, message_id, token) is Outcome.ALREADY_SENT
+    assert delivery.deliver(runtime.ports, message_id, token) is Outcome.ALREADY_SENT
     assert receiver.deliveries() == []
     recorded = row(db, message_id)
     assert (recorded["sending_status"], recorded["webhook_message_id"]) == (1, "from-earlier")
@@ -80,16 +80,16 @@ def test_a_message_in_the_cache_is_recorded_and_never_posted_again(runtime, make
 
 def test_a_sent_message_is_never_posted_again(runtime, make_message, receiver):
     message_id, token = claim_one(runtime, make_message)
-    delivery.deliver(runtime, message_id, token)
+    delivery.deliver(runtime.ports, message_id, token)
     runtime.redis.flushdb()  # even without the cache, PostgreSQL says it is sent
-    assert delivery.deliver(runtime, message_id, token) is Outcome.SKIPPED
+    assert delivery.deliver(runtime.ports, message_id, token) is Outcome.SKIPPED
     assert len(receiver.deliveries()) == 1
 
 
 def test_a_task_that_starts_after_stop_releases_its_message_unsent(runtime, make_message, receiver, db):
     message_id, token = claim_one(runtime, make_message)
     runtime.cache.set_enabled(False)
-    assert delivery.deliver(runtime, message_id, token) is Outcome.RELEASED
+    assert delivery.deliver(runtime.ports, message_id, token) is Outcome.RELEASED
     assert receiver.deliveries() == []
     recorded = row(db, message_id)
     assert (recorded["sending_status"], recorded["attempts"], recorded["claim_token"]) == (0, 0, None)
@@ -99,12 +99,12 @@ def test_a_task_with_a_stale_token_sends_nothing(runtime, make_message, receiver
     message_id, token = claim_one(runtime, make_message)
     store.release_claim(runtime.pool, message_id, token)
     [fresh] = store.claim_due(runtime.pool, 1)
-    assert delivery.deliver(runtime, message_id, token) is Outcome.SKIPPED
-    assert delivery.deliver(runtime, message_id, fresh.token) is Outcome.SENT
+    assert delivery.deliver(runtime.ports, message_id, token) is Outcome.SKIPPED
+    assert delivery.deliver(runtime.ports, message_id, fresh.token) is Outcome.SENT
     assert len(receiver.deliveries()) == 1
 
 
 def test_deliveries_are_counted_for_metrics(runtime, make_message):
     message_id, token = claim_one(runtime, make_message)
-    delivery.deliver(runtime, message_id, token)
+    delivery.deliver(runtime.ports, message_id, token)
     assert runtime.redis.hget("messaging:metrics:deliveries", "sent") == "1"

@@ -3,6 +3,7 @@ attempt history written with each outcome, and its pruning."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -10,9 +11,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from messaging import attempts, migrations, store
+from messaging import attempts, delivery, migrations, store
 from messaging.models import Attempt, Status, Trigger
+from messaging.runtime import Runtime
 from messaging.store import FailedFilter
+from tests.stack import free_port
 
 NOW = datetime.now(timezone.utc)
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -205,9 +208,9 @@ def test_a_dry_run_only_counts(runtime, failures, db):
 
 
 def test_a_delivery_and_its_attempt_are_written_by_one_statement(runtime, make_message, db):
-    message_id, _, outgoing = claimed_and_started(runtime, make_message)
+    message_id, token, outgoing = claimed_and_started(runtime, make_message)
     attempt = an_attempt(message_id, outgoing.attempts + 1, outgoing.attempt_trigger)
-    assert store.mark_sent(runtime.pool, message_id, NOW, "wh-1", attempt=attempt)
+    assert store.mark_sent(runtime.pool, message_id, token, NOW, "wh-1", attempt=attempt)
     [kept] = attempt_rows(db, message_id)
     assert {key: kept[key] for key in ("attempt", "trigger", "started_at", "duration_ms", "http_status", "error_class", "answer")} == {
         "attempt": 1, "trigger": "scheduled", "started_at": NOW, "duration_ms": 12.5, "http_status": 202,
@@ -217,23 +220,23 @@ def test_a_delivery_and_its_attempt_are_written_by_one_statement(runtime, make_m
 
 def test_an_attempt_that_cannot_be_written_leaves_the_outcome_unwritten_too(runtime, make_message, db):
     # One statement: when the attempt's row fails (a status beyond smallint), so does the delivery's.
-    message_id, _, outgoing = claimed_and_started(runtime, make_message)
+    message_id, token, outgoing = claimed_and_started(runtime, make_message)
     with pytest.raises(psycopg.errors.NumericValueOutOfRange):
-        store.mark_sent(runtime.pool, message_id, NOW, "wh-1", attempt=an_attempt(message_id, http_status=70_000))
+        store.mark_sent(runtime.pool, message_id, token, NOW, "wh-1", attempt=an_attempt(message_id, http_status=70_000))
     assert row(db, message_id)["sending_status"] == Status.SENDING
     assert attempt_rows(db, message_id) == []
 
 
 def test_without_an_attempt_nothing_is_logged(runtime, make_message, db):
-    message_id, _, _ = claimed_and_started(runtime, make_message)
-    assert store.mark_sent(runtime.pool, message_id, NOW, "wh-1", attempted=False)
+    message_id, token, _ = claimed_and_started(runtime, make_message)
+    assert store.mark_sent(runtime.pool, message_id, token, NOW, "wh-1", attempted=False)
     assert attempt_rows(db, message_id) == []
 
 
 def test_a_failed_attempt_is_kept_and_the_next_one_is_a_retry(runtime, make_message, db):
     message_id, token, outgoing = claimed_and_started(runtime, make_message)
     failure = an_attempt(
-        message_id, 1, outgoing.attempt_trigger, http_status=503, error_class="HTTPError",
+        message_id, 1, outgoing.attempt_trigger, http_status=503, error_class="http_status",
         retry_after_seconds=30.0, answer="busy",
     )  # fmt: skip
     status = store.record_failed_attempt(
@@ -241,7 +244,7 @@ def test_a_failed_attempt_is_kept_and_the_next_one_is_a_retry(runtime, make_mess
     )
     assert status is Status.PENDING
     [kept] = attempt_rows(db, message_id)
-    assert (kept["trigger"], kept["http_status"], kept["error_class"], kept["retry_after_seconds"]) == ("scheduled", 503, "HTTPError", 30.0)
+    assert (kept["trigger"], kept["http_status"], kept["error_class"], kept["retry_after_seconds"]) == ("scheduled", 503, "http_status", 30.0)
     [claim] = store.claim_due(runtime.pool, 1)
     again = store.start_sending(runtime.pool, message_id, claim.token)
     assert (again.attempts, again.attempt_trigger) == (1, Trigger.RETRY)
@@ -260,16 +263,16 @@ def test_a_claim_that_expired_while_sending_is_kept_as_an_attempt_of_unknown_out
     never_started = make_message(sending_status=3, claimed_at=long_ago, claim_token=uuid.uuid4())
     assert sorted(store.recover_stale_claims(runtime.pool, 300, 5)) == sorted([started, never_started])
     [kept] = attempt_rows(db, started)
-    assert (kept["attempt"], kept["trigger"], kept["started_at"], kept["error_class"]) == (2, "retry", long_ago, "ClaimExpired")
+    assert (kept["attempt"], kept["trigger"], kept["started_at"], kept["error_class"]) == (2, "retry", long_ago, "claim_expired")
     assert (kept["http_status"], kept["duration_ms"]) == (None, None)
     assert attempt_rows(db, never_started) == []
     assert row(db, never_started)["attempt_trigger"] == "scheduled"
 
 
 def test_an_answer_is_kept_storable_and_cut_to_1_kib(runtime, make_message, db):
-    message_id, _, _ = claimed_and_started(runtime, make_message)
+    message_id, token, _ = claimed_and_started(runtime, make_message)
     answer = "nul\x00" + "é" * 2000
-    store.mark_sent(runtime.pool, message_id, NOW, None, attempt=an_attempt(message_id, answer=answer))
+    store.mark_sent(runtime.pool, message_id, token, NOW, None, attempt=an_attempt(message_id, answer=answer))
     [kept] = attempt_rows(db, message_id)
     assert kept["answer"].startswith("nul\ufffd")
     assert len(kept["answer"].encode()) <= 1024 and kept["answer"].endswith("é")
@@ -308,3 +311,50 @@ def test_a_prune_run_deletes_batch_by_batch_and_stops_after_its_last_batch(runti
     )
     assert attempts.prune(runtime.pool, 2, batch=10, max_batches=2) == 20
     assert attempts.prune(runtime.pool, 2, batch=10) == 5
+
+
+# --- attempts written by the delivery rules ---------------------------------------------
+
+
+def test_a_delivery_keeps_its_attempt_with_the_providers_answer(runtime, make_message, receiver, db):
+    message_id = make_message()
+    [claim] = store.claim_due(runtime.pool, 1)
+    before = datetime.now(timezone.utc)
+    assert delivery.deliver(runtime.ports, message_id, claim.token) is delivery.Outcome.SENT
+    [kept] = attempt_rows(db, message_id)
+    assert (kept["attempt"], kept["trigger"], kept["http_status"], kept["error_class"]) == (1, "scheduled", 202, None)
+    assert before <= kept["started_at"] <= datetime.now(timezone.utc)
+    assert kept["duration_ms"] > 0
+    assert json.loads(kept["answer"])["messageId"] == row(db, message_id)["webhook_message_id"]
+
+
+def test_a_refused_attempt_and_the_retry_after_it_are_both_kept(runtime, make_message, receiver, db):
+    receiver.set_behaviour(fail_first=1, fail_status=503, retry_after=0)
+    message_id = make_message()
+    for outcome in (delivery.Outcome.RETRY_LATER, delivery.Outcome.SENT):
+        [claim] = store.claim_due(runtime.pool, 1)
+        assert delivery.deliver(runtime.ports, message_id, claim.token) is outcome
+    failed, sent = attempt_rows(db, message_id)
+    assert (failed["attempt"], failed["trigger"], failed["http_status"], failed["error_class"]) == (1, "scheduled", 503, "http_status")
+    assert failed["retry_after_seconds"] == 0 and failed["answer"]
+    assert (sent["attempt"], sent["trigger"], sent["http_status"]) == (2, "retry", 202)
+
+
+def test_an_attempt_that_got_no_answer_has_no_status(settings, make_message, db):
+    closed = Runtime.open(dataclasses.replace(settings, webhook_url=f"http://127.0.0.1:{free_port()}/webhook"))
+    try:
+        message_id = make_message()
+        [claim] = store.claim_due(closed.pool, 1)
+        assert delivery.deliver(closed.ports, message_id, claim.token) is delivery.Outcome.RETRY_LATER
+    finally:
+        closed.close()
+    [kept] = attempt_rows(db, message_id)
+    assert (kept["http_status"], kept["error_class"], kept["answer"]) == (None, "connection", None)
+
+
+def test_a_delivery_found_in_the_cache_posts_nothing_and_keeps_no_attempt(runtime, make_message, receiver, db):
+    message_id = make_message()
+    runtime.cache.remember_sent(message_id, "wh-early", NOW)
+    [claim] = store.claim_due(runtime.pool, 1)
+    assert delivery.deliver(runtime.ports, message_id, claim.token) is delivery.Outcome.ALREADY_SENT
+    assert attempt_rows(db, message_id) == [] and receiver.deliveries() == []

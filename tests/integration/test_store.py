@@ -102,7 +102,7 @@ def test_two_batch_runs_at_once_enqueue_each_message_once(runtime, make_message)
     def batch():
         barrier.wait()
         for _ in range(20):
-            delivery.run_batch(runtime, enqueue)
+            delivery.run_batch(runtime.ports, enqueue)
 
     with ThreadPoolExecutor(2) as pool:
         for future in [pool.submit(batch) for _ in range(2)]:
@@ -113,10 +113,23 @@ def test_two_batch_runs_at_once_enqueue_each_message_once(runtime, make_message)
 def test_only_a_message_in_sending_can_be_marked_sent(runtime, make_message, db):
     pending = make_message()
     sent = make_message(sending_status=1, sent_at=T0, webhook_message_id="old")
-    assert not store.mark_sent(runtime.pool, pending, datetime.now(timezone.utc), "x")
-    assert not store.mark_sent(runtime.pool, sent, datetime.now(timezone.utc), "new")
+    assert not store.mark_sent(runtime.pool, pending, uuid.uuid4(), datetime.now(timezone.utc), "x")
+    assert not store.mark_sent(runtime.pool, sent, uuid.uuid4(), datetime.now(timezone.utc), "new")
     row = db.execute("SELECT sending_status, webhook_message_id FROM messages WHERE id = %s", (sent,)).fetchone()
     assert row == {"sending_status": 1, "webhook_message_id": "old"}
+
+
+def test_a_late_writer_of_an_expired_claim_cannot_mark_the_message_sent(runtime, make_message, db):
+    message_id = make_message()
+    [first] = store.claim_due(runtime.pool, 1)
+    store.start_sending(runtime.pool, message_id, first.token)
+    db.execute("UPDATE messages SET claimed_at = now() - interval '1 hour', sending_started_at = now() - interval '1 hour'")
+    store.recover_stale_claims(runtime.pool, 60, max_attempts=5)
+    [second] = store.claim_due(runtime.pool, 1)
+    assert not store.mark_sent(runtime.pool, message_id, first.token, datetime.now(timezone.utc), "late")
+    row = db.execute("SELECT sending_status, claim_token FROM messages WHERE id = %s", (message_id,)).fetchone()
+    assert row == {"sending_status": 3, "claim_token": second.token}
+    assert store.mark_sent(runtime.pool, message_id, second.token, datetime.now(timezone.utc), "ok")
 
 
 def test_a_claim_starts_sending_once_and_only_with_its_token(runtime, make_message):
@@ -161,7 +174,7 @@ def test_a_stale_claim_that_had_started_sending_counts_as_an_attempt(runtime, ma
 def test_the_batch_does_nothing_while_sending_is_stopped(runtime, settings, make_message):
     make_message()
     runtime.cache.set_enabled(False)
-    result = delivery.run_batch(runtime, lambda claims: pytest.fail("enqueued while stopped"))
+    result = delivery.run_batch(runtime.ports, lambda claims: pytest.fail("enqueued while stopped"))
     assert result.enabled is False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -15,7 +16,8 @@ import certifi
 import pytest
 import urllib3
 
-from messaging.webhook import DeliveryFailed, WebhookClient
+from messaging.webhook import MAX_ANSWER_BYTES, DeliveryFailed, ErrorClass, WebhookClient
+from tests.helpers import wait_for
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -28,18 +30,28 @@ class Handler(BaseHTTPRequestHandler):
         server.seen.append((self.path, received, self.client_address[1]))
         time.sleep(server.delay)
         status, answer_headers = server.answer
+        body = getattr(server, "answer_body", b"")
         self.send_response(status)
-        for name, value in {**answer_headers, "Content-Length": "0"}.items():
+        for name, value in {**answer_headers, "Content-Length": str(len(body))}.items():
             self.send_header(name, value)
         self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client stopped reading
 
     def log_message(self, *args: object) -> None:
         pass
 
 
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that drops a connection (as the webhook client does with a too long answer)
+
+
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
-    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as running:
+    with Server(("127.0.0.1", 0), Handler) as running:
         running.seen, running.delay, running.answer = [], 0.0, (202, {})
         thread = threading.Thread(target=running.serve_forever, daemon=True)
         thread.start()
@@ -105,3 +117,75 @@ def test_more_senders_than_connections_wait_for_one_without_warnings(server, cap
     assert len(server.seen) == 8
     assert len({port for _, _, port in server.seen}) == 2, "two kept-alive connections, none discarded"
     assert caplog.records == []
+
+
+class TricklingServer:
+    """Answers every request one byte at a time, `pause` apart: the status line too when `from_start`."""
+
+    ANSWER = b'HTTP/1.1 202 Accepted\r\nContent-Length: 40\r\n\r\n{"message":"Accepted","messageId":"t-1"}'
+
+    def __init__(self, pause: float, from_start: bool) -> None:
+        self.pause, self.from_start = pause, from_start
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.cut_after: list[float] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        started = time.monotonic()
+        with conn:
+            conn.recv(65536)
+            head, body = self.ANSWER.split(b"\r\n\r\n")
+            slow = self.ANSWER if self.from_start else body
+            if not self.from_start:
+                conn.sendall(head + b"\r\n\r\n")
+            try:
+                for byte in slow:
+                    time.sleep(self.pause)
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                self.cut_after.append(time.monotonic() - started)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("from_start", [False, True], ids=["body", "status-line-and-headers"])
+def test_an_answer_that_trickles_is_cut_off_at_the_timeout_of_wall_clock(from_start):
+    server = TricklingServer(pause=0.1, from_start=from_start)  # every read well inside the timeout
+    client = WebhookClient(server.url, "key", 1.0)
+    started = time.monotonic()
+    failure = send(client)
+    elapsed = time.monotonic() - started
+    server.close()
+    assert (failure.transient, failure.error_class) == (True, ErrorClass.TIMEOUT)
+    assert 1.0 <= elapsed < 1.3, "cut at the timeout, from connect to the last byte"
+    wait_for(lambda: server.cut_after, timeout=2, what="the provider to see its connection closed")
+
+
+def test_after_a_cut_the_pool_opens_a_fresh_connection_for_the_next_post(server):
+    trickling = TricklingServer(pause=0.1, from_start=False)
+    client = WebhookClient(trickling.url, "key", 0.5, pool_size=1)
+    send(client)
+    trickling.pause = 0
+    assert client.send(uuid.uuid4(), "+905551111111", "hi").webhook_message_id == "t-1"
+    trickling.close()
+
+
+def test_an_answer_longer_than_the_limit_is_cut_and_its_connection_not_reused(server):
+    server.answer_body = b"x" * (MAX_ANSWER_BYTES + 10)
+    client = WebhookClient(f"{base_url(server)}/hook", "key", 5.0, pool_size=1)
+    client.send(uuid.uuid4(), "+905551111111", "hi")
+    client.send(uuid.uuid4(), "+905551111111", "hi")
+    assert len({port for _, _, port in server.seen}) == 2, "the second POST did not read the first one's rest"

@@ -28,20 +28,3 @@ def test_other_errors_keep_their_traceback():
     assert outage.filter(record("Task failed %r", ValueError("bug")))
     assert outage.filter(record("plain %r", None))
 
-
-def test_the_kombu_lost_connection_race_is_logged_not_fatal(caplog):
-    from kombu.transport import redis as kombu_redis
-
-    import worker.resilience  # noqa: F401  (installs the wrappers)
-
-    class BrokenChannel:
-        def conn_or_acquire(self, client=None):
-            raise AttributeError("'NoneType' object has no attribute 'client'")
-
-    qos = kombu_redis.QoS.__new__(kombu_redis.QoS)
-    qos.channel = BrokenChannel()
-    qos._delivered = {}
-    worker.resilience.lost_connection_log._last.clear()
-    with caplog.at_level(logging.WARNING):
-        kombu_redis.QoS.restore_unacked(qos)
-    assert "event=restore_deferred" in caplog.text

@@ -1,0 +1,285 @@
+"""The delivery rules' outcome table, with fakes of the ports they own: no database, Redis or webhook."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from uuid import UUID
+
+import pytest
+
+from messaging import delivery
+from messaging.delivery import CachedDelivery, Outcome, Ports
+from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
+from messaging.models import Claim, Outgoing, Status
+from messaging.settings import Settings
+from messaging.webhook import Accepted, DeliveryFailed, ErrorClass
+
+SETTINGS = Settings(max_attempts=3, retry_base_seconds=10, retry_max_seconds=600)
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class Row:
+    status: Status = Status.SENDING
+    token: UUID | None = None
+    started: bool = False
+    attempts: int = 0
+    last_error: str | None = None
+    retry_in: float | None = None
+    webhook_message_id: str | None = None
+
+
+@dataclass
+class FakeRecords:
+    """The guarded statements of messaging/queries.sql, on rows in memory."""
+
+    rows: dict[UUID, Row] = field(default_factory=dict)
+    down_for: int = 0  # the next N recording calls raise DatabaseUnavailable
+    calls: list[str] = field(default_factory=list)
+
+    def claim(self, attempts: int = 0) -> tuple[UUID, UUID]:
+        message_id, token = uuid.uuid4(), uuid.uuid4()
+        self.rows[message_id] = Row(token=token, attempts=attempts)
+        return message_id, token
+
+    def _ours(self, message_id: UUID, token: UUID) -> Row | None:
+        row = self.rows.get(message_id)
+        return row if row and row.status is Status.SENDING and row.token == token else None
+
+    def _blip(self) -> None:
+        if self.down_for:
+            self.down_for -= 1
+            raise DatabaseUnavailable("blip")
+
+    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]:
+        return []
+
+    def claim_due(self, limit: int) -> list[Claim]:
+        return [Claim(*self.claim(), T0) for _ in range(limit)]
+
+    def release_claim(self, message_id: UUID, token: UUID) -> bool:
+        row = self._ours(message_id, token)
+        if row is None or row.started:
+            return False
+        row.status, row.token = Status.PENDING, None
+        return True
+
+    def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None:
+        row = self._ours(message_id, token)
+        if row is None or row.started:
+            return None
+        row.started = True
+        return Outgoing(message_id, "hi", "+905551111111", row.attempts)
+
+    def mark_sent(self, message_id, token, sent_at, webhook_message_id, *, attempted, attempt=None) -> bool:
+        self.calls.append("mark_sent")
+        self._blip()
+        row = self._ours(message_id, token)
+        if row is None:
+            return False
+        row.status, row.token, row.webhook_message_id = Status.SENT, None, webhook_message_id
+        row.attempts += int(attempted)
+        return True
+
+    def record_failed_attempt(self, message_id, token, *, error, retry_in_seconds, max_attempts, final, attempt=None):
+        self._blip()
+        row = self._ours(message_id, token)
+        if row is None:
+            return None
+        row.attempts += 1
+        row.status = Status.FAILED if final or row.attempts >= max_attempts else Status.PENDING
+        row.token, row.last_error, row.retry_in = None, error, retry_in_seconds
+        return row.status
+
+
+@dataclass
+class FakeLedger:
+    enabled: bool = True
+    down: bool = False
+    cached: dict[UUID, CachedDelivery] = field(default_factory=dict)
+    counted: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    def _check(self) -> None:
+        if self.down:
+            raise CacheUnavailable("down")
+
+    def is_enabled(self) -> bool:
+        self._check()
+        return self.enabled
+
+    def switch_and_delivery(self, message_id):
+        self._check()
+        return self.enabled, self.cached.get(message_id)
+
+    def remember_sent(self, message_id, delivery, webhook_seconds) -> None:
+        self.calls.append("remember_sent")
+        self._check()
+        self.cached[message_id] = delivery
+        self.counted.append("sent")
+
+    def count_delivery(self, outcome: str, webhook_seconds) -> None:
+        self.counted.append(outcome)
+
+    def count_batch(self, claimed: int, recovered: int) -> None:
+        pass
+
+
+@dataclass
+class FakeWebhook:
+    answer: Accepted | DeliveryFailed = field(default_factory=lambda: Accepted(202, "provider-1", 0.01))
+    posted: list[UUID] = field(default_factory=list)
+
+    def send(self, message_id: UUID, to: str, content: str) -> Accepted:
+        self.posted.append(message_id)
+        if isinstance(self.answer, DeliveryFailed):
+            raise self.answer
+        return self.answer
+
+
+def transient(retry_after: float | None = None) -> DeliveryFailed:
+    return DeliveryFailed("HTTP 503", transient=True, error_class=ErrorClass.HTTP_STATUS, retry_after=retry_after)
+
+
+PERMANENT = DeliveryFailed("HTTP 400", transient=False, error_class=ErrorClass.HTTP_STATUS)
+
+
+@pytest.fixture
+def ports() -> Ports:
+    return Ports(SETTINGS, FakeRecords(), FakeLedger(), FakeWebhook())
+
+
+@pytest.fixture(autouse=True)
+def no_pause(monkeypatch):
+    monkeypatch.setattr(delivery, "DB_RETRY_FIRST_PAUSE", 0)
+
+
+def test_a_claimed_message_is_posted_once_and_recorded_sent(ports):
+    message_id, token = ports.records.claim()
+    assert delivery.deliver(ports, message_id, token) is Outcome.SENT
+    row = ports.records.rows[message_id]
+    assert (row.status, row.attempts, row.webhook_message_id) == (Status.SENT, 1, "provider-1")
+    assert ports.webhook.posted == [message_id]
+    assert ports.ledger.counted == ["sent"], "counted once, with the cache entry"
+
+
+def test_the_cache_is_written_before_the_database(ports):
+    calls: list[str] = []
+    ports.ledger.calls = ports.records.calls = calls
+    delivery.deliver(ports, *ports.records.claim())
+    assert calls == ["remember_sent", "mark_sent"]
+
+
+def test_a_second_task_of_the_same_claim_posts_nothing(ports):
+    message_id, token = ports.records.claim()
+    delivery.deliver(ports, message_id, token)
+    ports.ledger.cached.clear()  # even without the cache, the claim is used up
+    assert delivery.deliver(ports, message_id, token) is Outcome.SKIPPED
+    assert ports.webhook.posted == [message_id]
+
+
+def test_a_message_in_the_cache_is_recorded_without_a_post(ports):
+    message_id, token = ports.records.claim(attempts=1)
+    ports.ledger.cached[message_id] = CachedDelivery(T0, "earlier")
+    assert delivery.deliver(ports, message_id, token) is Outcome.ALREADY_SENT
+    row = ports.records.rows[message_id]
+    assert (row.status, row.attempts, row.webhook_message_id) == (Status.SENT, 1, "earlier")
+    assert ports.webhook.posted == []
+
+
+def test_a_cached_message_whose_claim_is_gone_is_skipped(ports):
+    message_id, _ = ports.records.claim()
+    ports.ledger.cached[message_id] = CachedDelivery(T0, "earlier")
+    assert delivery.deliver(ports, message_id, uuid.uuid4()) is Outcome.SKIPPED
+
+
+def test_stopped_sending_releases_an_unstarted_claim_unsent(ports):
+    ports.ledger.enabled = False
+    message_id, token = ports.records.claim()
+    assert delivery.deliver(ports, message_id, token) is Outcome.RELEASED
+    assert ports.records.rows[message_id].status is Status.PENDING
+    assert ports.webhook.posted == []
+
+
+def test_without_the_switch_nothing_is_sent_and_the_claim_goes_back(ports):
+    ports.ledger.down = True
+    message_id, token = ports.records.claim()
+    assert delivery.deliver(ports, message_id, token) is Outcome.RELEASED
+    assert ports.webhook.posted == []
+
+
+def test_a_transient_failure_goes_back_to_pending_with_a_backoff(ports):
+    ports.webhook.answer = transient()
+    message_id, token = ports.records.claim()
+    assert delivery.deliver(ports, message_id, token) is Outcome.RETRY_LATER
+    row = ports.records.rows[message_id]
+    assert (row.status, row.attempts, row.last_error) == (Status.PENDING, 1, "HTTP 503")
+    assert 5 <= row.retry_in <= 10
+
+
+def test_retry_after_sets_the_delay(ports):
+    ports.webhook.answer = transient(retry_after=42)
+    message_id, token = ports.records.claim()
+    delivery.deliver(ports, message_id, token)
+    assert ports.records.rows[message_id].retry_in == 42
+
+
+def test_the_last_allowed_attempt_fails_for_good(ports):
+    ports.webhook.answer = transient()
+    message_id, token = ports.records.claim(attempts=SETTINGS.max_attempts - 1)
+    assert delivery.deliver(ports, message_id, token) is Outcome.FAILED
+    assert ports.records.rows[message_id].status is Status.FAILED
+
+
+def test_a_permanent_failure_fails_at_once(ports):
+    ports.webhook.answer = PERMANENT
+    message_id, token = ports.records.claim()
+    assert delivery.deliver(ports, message_id, token) is Outcome.FAILED
+    assert (ports.records.rows[message_id].attempts, ports.ledger.counted) == (1, ["failed"])
+
+
+def test_a_delivery_is_recorded_even_when_the_cache_is_down(ports):
+    message_id, token = ports.records.claim()
+    ports.ledger.down = True
+    ports.ledger.switch_and_delivery = lambda _: (True, None)
+    assert delivery.deliver(ports, message_id, token) is Outcome.SENT
+    assert ports.records.rows[message_id].status is Status.SENT
+
+
+def test_an_outcome_is_recorded_through_a_short_database_blip(ports):
+    message_id, token = ports.records.claim()
+    ports.records.down_for = 2
+    assert delivery.deliver(ports, message_id, token) is Outcome.SENT
+    assert ports.records.rows[message_id].status is Status.SENT
+
+
+def test_a_longer_database_outage_leaves_the_claim_to_expire(ports):
+    message_id, token = ports.records.claim()
+    ports.records.down_for = 10
+    with pytest.raises(DatabaseUnavailable):
+        delivery.deliver(ports, message_id, token)
+    assert ports.ledger.cached[message_id].webhook_message_id == "provider-1", "the next claim will not POST"
+
+
+def test_a_batch_claims_while_enabled_and_hands_the_claims_over(ports):
+    handed: list[Claim] = []
+    ports = replace(ports, settings=replace(SETTINGS, send_batch_size=2))
+    result = delivery.run_batch(ports, handed.extend)
+    assert len(result.claimed) == len(handed) == 2
+
+
+def test_a_stopped_batch_claims_nothing(ports):
+    ports.ledger.enabled = False
+    result = delivery.run_batch(ports, lambda claims: pytest.fail("enqueued while stopped"))
+    assert not result.enabled and result.claimed == []
+
+
+def test_a_batch_the_broker_refuses_gives_its_claims_back(ports):
+    def refuse(claims: list[Claim]) -> None:
+        raise BrokerUnavailable("down")
+
+    with pytest.raises(BrokerUnavailable):
+        delivery.run_batch(ports, refuse)
+    assert {row.status for row in ports.records.rows.values()} == {Status.PENDING}
