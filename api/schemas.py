@@ -117,7 +117,10 @@ class MessageSchema(Schema):
     recipient_phone_number = fields.String(required=True, metadata={"example": EXAMPLE_PHONE})
     status = StatusField(
         required=True,
-        metadata={"example": "sent", "description": "`sending` means claimed by a batch and being delivered."},
+        metadata={
+            "example": "sent",
+            "description": "`sending` means claimed by a batch and being delivered; `canceled`, canceled while pending.",
+        },
     )
     attempts = fields.Integer(required=True, metadata={"example": 1, "description": "Deliveries tried so far."})
     webhook_message_id = fields.String(
@@ -320,7 +323,11 @@ class AttemptSchema(Schema):
     error_class = fields.String(
         required=True,
         allow_none=True,
-        metadata={"example": None, "description": "What went wrong: `timeout`, `connection`, `http_status`, `request`, or `claim_expired` (the worker was lost mid-send); null on success."},
+        metadata={
+            "example": None,
+            "description": "What went wrong: `timeout`, `connection`, `http_status`, `request`, or "
+            "`claim_expired` (the worker was lost mid-send); null on success.",
+        },
     )
     retry_after_seconds = fields.Float(
         required=True, allow_none=True, metadata={"example": None, "description": "The answer's Retry-After, in seconds."}
