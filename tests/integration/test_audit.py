@@ -50,7 +50,7 @@ def test_agreeing_stores_are_clean(runtime, client, settings, make_message, coun
     for _ in range(3):
         sent(make_message, client)
     make_message()  # pending
-    make_message(sending_status=Status.SENDING, claimed_at=NOW, claim_token=uuid.uuid4())  # a fresh claim
+    make_message(sending_status=Status.SENDING, claimed_at=datetime.now(timezone.utc), claim_token=uuid.uuid4())  # a fresh claim
     report = audit.run(runtime.pool, client, settings)
     assert report.clean, report.lines()
     assert report.lines()[-1] == "audit: clean"
@@ -75,7 +75,8 @@ def test_a_cached_delivery_of_an_unknown_message_or_a_foreign_key_is_named(runti
 
 
 def test_a_delivery_being_recorded_passes(runtime, client, settings, make_message):
-    recording = make_message(sending_status=Status.SENDING, claimed_at=NOW, sending_started_at=NOW, claim_token=uuid.uuid4())
+    now = datetime.now(timezone.utc)
+    recording = make_message(sending_status=Status.SENDING, claimed_at=now, sending_started_at=now, claim_token=uuid.uuid4())
     client.set(sent_key(recording), "{}")
     assert checks(runtime, client, settings)["cached deliveries"].ok
 
