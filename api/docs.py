@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api.schemas import EXAMPLE_ID, ApiErrorSchema
+from api.schemas import EXAMPLE_CONTENT, EXAMPLE_ID, EXAMPLE_PHONE, EXAMPLE_SEND_AT, ApiErrorSchema
 
 ASSETS_URL = "/docs/assets/"
 BEARER = [{"bearerAuth": []}]
@@ -80,7 +80,8 @@ ERROR_RESPONSES = {
     422: {
         "description": (
             "Invalid body, with per-field messages: a missing, unknown or mistyped field, content that is "
-            "empty or over 160 characters or has a NUL, a number that is not E.164, a body that is not a "
+            "empty, only whitespace or over 160 characters or has a NUL, a number that is not E.164, a "
+            "`send_at` without a time zone, in the past or over 35 days ahead, a body that is not a "
             "JSON object (or not sent as application/json)."
         ),
         "example": _error(
@@ -92,6 +93,39 @@ ERROR_RESPONSES = {
             },
         ),
     },
+}
+
+# Calls whose errors read differently from the shared ones above.
+CANCEL_ERRORS = {
+    409: {
+        "description": "The message is not pending (it is sending, sent, failed or canceled already).",
+        "example": _error("conflict", f"Message {EXAMPLE_ID} is sent; only a pending message can be canceled."),
+    }
+}
+BULK_RETRY_ERRORS = {
+    422: {
+        "description": (
+            "Invalid body, with per-field messages: an unknown or mistyped property, a time without a time "
+            "zone, `error_contains` empty or over 500 characters, `limit` outside 1 to 10,000."
+        ),
+        "example": _error(
+            "validation_error", "Invalid request body.", {"limit": ["Must be greater than or equal to 1 and less than or equal to 10000."]}
+        ),
+    }
+}
+CANCELED_EXAMPLE = {
+    "id": EXAMPLE_ID,
+    "content": EXAMPLE_CONTENT,
+    "recipient_phone_number": EXAMPLE_PHONE,
+    "status": "canceled",
+    "attempts": 0,
+    "webhook_message_id": None,
+    "last_error": None,
+    "created_at": "2026-11-28T09:00:00+00:00",
+    "sent_at": None,
+    "send_at": EXAMPLE_SEND_AT,
+    "encoding": "GSM-7",
+    "segments": 1,
 }
 
 UNAVAILABLE_REASONS = {
@@ -109,12 +143,14 @@ def _unavailable(dependencies: tuple[str, ...]) -> dict:
     }
 
 
-def messaging_call(blp, *statuses: int, needs: tuple[str, ...] = ("postgresql",)):
-    """Document a /messaging call: bearer auth, 401, each error status it can answer, and 503 for `needs`."""
+def messaging_call(blp, *statuses: int, needs: tuple[str, ...] = ("postgresql",), documented: dict | None = None):
+    """Document a /messaging call: bearer auth, 401, each error status it can answer, and 503 for `needs`;
+    `documented` replaces the shared description of a status where the call's own reads differently."""
 
     def decorate(view):
         view = blp.doc(security=BEARER)(view)
-        responses = {401: ERROR_RESPONSES[401], **{status: ERROR_RESPONSES[status] for status in statuses}}
+        shared = {**ERROR_RESPONSES, **(documented or {})}
+        responses = {401: shared[401], **{status: shared[status] for status in statuses}}
         responses[503] = _unavailable(needs)
         for status, response in responses.items():
             view = blp.alt_response(status, schema=ApiErrorSchema, **response)(view)

@@ -10,7 +10,14 @@ from werkzeug.exceptions import HTTPException
 
 from api import MAX_BODY_BYTES, seed
 from api.parser import BODY
-from messaging.errors import DependencyUnavailable, MessageNotFound, MessageNotRetryable, MessagingError
+from messaging.errors import (
+    DependencyUnavailable,
+    InvalidMessage,
+    MessageNotCancelable,
+    MessageNotFound,
+    MessageNotRetryable,
+    MessagingError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +31,8 @@ MESSAGES = {
 DOMAIN_ERRORS: dict[type[MessagingError], tuple[int, str]] = {
     MessageNotFound: (404, "not_found"),
     MessageNotRetryable: (409, "conflict"),
+    MessageNotCancelable: (409, "conflict"),
+    InvalidMessage: (422, "validation_error"),
     DependencyUnavailable: (503, "unavailable"),
 }
 
@@ -78,6 +87,8 @@ def handle_messaging_error(error: MessagingError):
         if isinstance(error, kind):
             if status >= 500:
                 log.warning("event=request_failed %s", error)
+            if isinstance(error, InvalidMessage):
+                return error_response(status, code, "Invalid request body.", error.fields)
             return error_response(status, code, str(error))
     log.error("event=request_failed unmapped domain error: %s", error)
     return error_response(500, "internal_error", "Internal error.")

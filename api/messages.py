@@ -1,26 +1,40 @@
-"""Messages: create, inspect, retry, and the sent and failed lists."""
+"""Messages: create (now or scheduled), inspect with their attempts, retry, cancel, and the sent and failed lists."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, timezone
 from uuid import UUID
 
-from api import cursors, runtime, seed
+from psycopg_pool import ConnectionPool
+
+from api import cursors, docs, runtime, seed
 from api.docs import messaging_call
 from api.parser import Blueprint
 from api.schemas import (
     EXAMPLE_CONTENT,
     EXAMPLE_PHONE,
+    EXAMPLE_SEND_AT,
     PENDING_MESSAGE_EXAMPLE,
+    AttemptPageSchema,
+    AttemptQuerySchema,
+    BulkRetryResultSchema,
+    BulkRetrySchema,
     FailedPageQuerySchema,
     MessagePageSchema,
     MessageSchema,
     NewMessageSchema,
     SentPageQuerySchema,
 )
-from messaging import store
-from messaging.errors import CacheUnavailable, MessageNotFound, MessageNotRetryable
+from messaging import store, submission
+from messaging.errors import (
+    CacheUnavailable,
+    MessageNotCancelable,
+    MessageNotFound,
+    MessageNotRetryable,
+    MessagingError,
+)
 from messaging.models import Message, Status
 
 EXACT_TOTAL_UP_TO = 10_000
@@ -73,17 +87,52 @@ def failed(**query):
     return _page(Status.FAILED, **query)
 
 
+@blp.route("/failed/retry", methods=["POST"])
+@blp.arguments(
+    BulkRetrySchema,
+    required=False,
+    error_status_code=422,
+    example={"failed_after": "2026-11-28T00:00:00Z", "error_contains": "HTTP 503", "limit": 1000},
+)
+@blp.response(200, BulkRetryResultSchema, description="How many failed messages matched, and went back to pending.")
+@messaging_call(blp, 413, 422, documented=docs.BULK_RETRY_ERRORS)
+def retry_failed(which):
+    """Put failed messages back to pending with their attempts reset, in one statement.
+
+    An optional filter picks them: failed in [`failed_after`, `failed_before`), `last_error`
+    containing `error_contains`, at most `limit` (1 to 10,000; default 1,000), most recently
+    failed first. No body takes every failed message, up to `limit`. With `dry_run` only
+    counts. Call again while `matched` equals `limit`.
+    """
+    dry_run = which.pop("dry_run")
+    result = store.retry_failed_matching(runtime().pool, store.FailedFilter(**which), dry_run=dry_run)
+    return {"matched": result.matched, "retried": result.retried, "dry_run": dry_run}
+
+
 @blp.route("/messages", methods=["POST"])
 @blp.arguments(
     NewMessageSchema,
     error_status_code=422,
-    example={"recipient_phone_number": EXAMPLE_PHONE, "content": EXAMPLE_CONTENT},
+    examples={
+        "now": {
+            "summary": "Send in the next batch",
+            "value": {"recipient_phone_number": EXAMPLE_PHONE, "content": EXAMPLE_CONTENT},
+        },
+        "scheduled": {
+            "summary": "Send no earlier than a given time",
+            "value": {"recipient_phone_number": EXAMPLE_PHONE, "content": "Your table is booked.", "send_at": EXAMPLE_SEND_AT},
+        },
+    },
 )
 @blp.response(201, MessageSchema, description="The stored message, pending.", example=PENDING_MESSAGE_EXAMPLE)
 @messaging_call(blp, 413, 422)
 def create(new):
-    """Queue a message for sending; it goes out in a later batch, oldest first."""
-    return store.insert(runtime().pool, new["recipient_phone_number"], new["content"])
+    """Queue a message for sending, at once or at `send_at`.
+
+    It goes out in a later batch, oldest first (a scheduled message counts from its `send_at`).
+    The answer reports its `encoding` and `segments`.
+    """
+    return submission.submit(runtime().pool, new["recipient_phone_number"], new["content"], new.get("send_at"))
 
 
 @blp.route("/messages/<message_id>", methods=["GET"], parameters=[MESSAGE_ID])
@@ -105,13 +154,38 @@ def retry(message_id: str):
 
     It goes out in a later batch. Any other status answers 409.
     """
+    return _change(message_id, store.retry_failed, MessageNotRetryable, "a failed message can be retried")
+
+
+@blp.route("/messages/<message_id>/cancel", methods=["POST"], parameters=[MESSAGE_ID])
+@blp.response(200, MessageSchema, description="The message, canceled.", example=docs.CANCELED_EXAMPLE)
+@messaging_call(blp, 404, 409, 413, documented=docs.CANCEL_ERRORS)
+def cancel(message_id: str):
+    """Cancel a pending message (scheduled or not): it is never sent.
+
+    Any other status answers 409: a `sending` message is already being delivered.
+    """
+    return _change(message_id, store.cancel, MessageNotCancelable, "a pending message can be canceled")
+
+
+@blp.route("/messages/<message_id>/attempts", methods=["GET"], parameters=[MESSAGE_ID])
+@blp.arguments(AttemptQuerySchema, location="query", error_status_code=400, as_kwargs=True)
+@blp.response(200, AttemptPageSchema, description="A page of the message's delivery attempts, oldest first.")
+@messaging_call(blp, 400, 404)
+def attempts(message_id: str, *, limit: int, cursor: str | None = None):
+    """The message's delivery attempts, oldest first: each POST's trigger, time, duration,
+    HTTP status, error, Retry-After and the first 1 KiB of the answer.
+
+    Attempts older than `ATTEMPT_RETENTION_DAYS` (default 30) are pruned. Page with `cursor`:
+    the `pagination.next_cursor` of the previous page.
+    """
     message = _find(message_id)
-    retried = store.retry_failed(runtime().pool, message.id)
-    if retried is None:
-        raise MessageNotRetryable(
-            f"Message {message.id} is {message.status.label}; only a failed message can be retried."
-        )
-    return retried
+    after_id = int(cursor) if cursor else 0
+    # One row more than asked tells whether there is a next page.
+    rows = store.attempts(runtime().pool, message.id, limit=limit + 1, after_id=after_id)
+    page = rows[:limit]
+    next_cursor = str(page[-1].id) if len(rows) > limit else None
+    return {"data": page, "pagination": {"limit": limit, "next_cursor": next_cursor}}
 
 
 def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None) -> dict:
@@ -160,6 +234,20 @@ def _total(status: Status) -> int:
 def _sort_time(status: Status, message: Message) -> datetime | None:
     """The column the list is ordered by (see queries.sql: list_sent, list_failed)."""
     return message.sent_at if status is Status.SENT else message.updated_at
+
+
+def _change(
+    message_id: str,
+    change: Callable[[ConnectionPool, UUID], Message | None],
+    refusal: type[MessagingError],
+    rule: str,
+) -> Message:
+    """A guarded status change; when the message's status does not allow it, `refusal` names that status."""
+    message = _find(message_id)
+    changed = change(runtime().pool, message.id)
+    if changed is None:
+        raise refusal(f"Message {message.id} is {message.status.label}; only {rule}.")
+    return changed
 
 
 def _find(message_id: str) -> Message:

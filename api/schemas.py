@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import ClassVar
 from uuid import UUID
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from api import cursors
-from messaging.models import Status
+from messaging import encoding
+from messaging.models import Status, Trigger
+from messaging.submission import SCHEDULE_AHEAD
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -26,6 +28,17 @@ EXAMPLE_PHONE = "+905321234567"
 EXAMPLE_CONTENT = "Your verification code is 482913."
 EXAMPLE_SENT_AT = datetime(2026, 11, 28, 9, 2, 0, 120000, tzinfo=timezone.utc)
 NOT_A_CURSOR = "Not a cursor this list returned."
+
+def _a_week_ahead() -> str:
+    """A send_at that works when tried from the docs: inside the window for weeks after the process starts."""
+    day = datetime.now(timezone.utc).date() + timedelta(days=7)
+    return f"{day.isoformat()}T09:00:00+03:00"
+
+
+EXAMPLE_SEND_AT = _a_week_ahead()
+MAX_BULK_RETRY = 10_000
+DEFAULT_BULK_RETRY = 1_000
+ATTEMPT_CURSOR = r"^[0-9]{1,18}$"
 
 
 class FullMatch(validate.Regexp):
@@ -65,6 +78,24 @@ class QueryInteger(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class JsonBoolean(fields.Boolean):
+    """true or false, not the 1, "yes" or "on" marshmallow also takes."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class ZonedDateTime(fields.AwareDateTime):
+    """ISO 8601 with a time zone, read as given; anything else gets one message that says how to write it."""
+
+    ERROR = "Must be an ISO 8601 date and time with a time zone, such as 2026-12-01T09:00:00+03:00."
+
+    def __init__(self, **kwargs):
+        super().__init__(format="iso", error_messages={"invalid": self.ERROR, "invalid_awareness": self.ERROR}, **kwargs)
+
+
 class UtcDateTime(fields.DateTime):
     """ISO 8601 in UTC, whatever the database session's time zone."""
 
@@ -90,7 +121,10 @@ class MessageSchema(Schema):
     recipient_phone_number = fields.String(required=True, metadata={"example": EXAMPLE_PHONE})
     status = StatusField(
         required=True,
-        metadata={"example": "sent", "description": "`sending` means claimed by a batch and being delivered."},
+        metadata={
+            "example": "sent",
+            "description": "`sending` means claimed by a batch and being delivered; `canceled`, canceled while pending.",
+        },
     )
     attempts = fields.Integer(required=True, metadata={"example": 1, "description": "Deliveries tried so far."})
     webhook_message_id = fields.String(
@@ -108,6 +142,28 @@ class MessageSchema(Schema):
     )
     created_at = UtcDateTime(required=True, metadata={"example": "2026-11-28T09:00:00+00:00"})
     sent_at = UtcDateTime(required=True, allow_none=True, metadata={"example": "2026-11-28T09:02:00.120000+00:00"})
+    send_at = UtcDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"example": None, "description": "When a scheduled message is due; null when it was due at once."},
+    )
+    encoding = fields.String(
+        required=True,
+        validate=validate.OneOf([encoding.GSM_7, encoding.UCS_2]),
+        metadata={
+            "example": encoding.GSM_7,
+            "description": "GSM-7 when every character is in the GSM 03.38 alphabet (its extension "
+            "characters such as `€ [ ] { } ^ ~ | \\` take two of the 160 septets), else UCS-2.",
+        },
+    )
+    segments = fields.Integer(
+        required=True,
+        metadata={
+            "example": 1,
+            "description": "SMS parts the content takes, as providers bill it: GSM-7 160 alone or 153 per part, "
+            "UCS-2 70 or 67 UTF-16 units (a character beyond the BMP, such as an emoji, takes two).",
+        },
+    )
 
 
 # What create and retry answer: the message waits for a batch, nothing tried yet.
@@ -121,6 +177,9 @@ PENDING_MESSAGE_EXAMPLE = {
     "last_error": None,
     "created_at": "2026-11-28T09:00:00+00:00",
     "sent_at": None,
+    "send_at": None,
+    "encoding": "GSM-7",
+    "segments": 1,
 }
 
 
@@ -141,6 +200,13 @@ class NewMessageSchema(Schema):
         required=True,
         validate=[validate.Length(min=1, max=MAX_CONTENT, error=f"Must be 1 to {MAX_CONTENT} characters.")],
         metadata={"example": EXAMPLE_CONTENT, "description": f"1 to {MAX_CONTENT} characters (Unicode code points)."},
+    )
+    send_at = ZonedDateTime(
+        metadata={
+            "example": EXAMPLE_SEND_AT,
+            "description": f"Optional: send no earlier than this time, ISO 8601 with a time zone, from now to "
+            f"{SCHEDULE_AHEAD.days} days ahead. Without it the message is due at once.",
+        },
     )
 
 
@@ -237,6 +303,7 @@ class CountsSchema(Schema):
     sending = fields.Integer(required=True, metadata={"example": 2})
     sent = fields.Integer(required=True, metadata={"example": 118})
     failed = fields.Integer(required=True, metadata={"example": 1})
+    canceled = fields.Integer(required=True, metadata={"example": 3})
 
 
 class StatusSchema(Schema):
@@ -244,6 +311,126 @@ class StatusSchema(Schema):
     interval_seconds = fields.Float(required=True, metadata={"example": 120.0})
     batch_size = fields.Integer(required=True, metadata={"example": 2})
     counts = fields.Nested(CountsSchema, required=True)
+
+
+class AttemptQuerySchema(Schema):
+    """`limit` and a `cursor` taken from `next_cursor`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = QueryInteger(
+        load_default=DEFAULT_PAGE_SIZE,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"Page size, 1 to {MAX_PAGE_SIZE}.", "example": DEFAULT_PAGE_SIZE},
+    )
+    cursor = fields.String(
+        validate=FullMatch(ATTEMPT_CURSOR, error="Not a cursor returned by this API."),
+        metadata={"description": "`pagination.next_cursor` of the previous page. Treat it as opaque.", "example": "1041"},
+    )
+
+
+class AttemptSchema(Schema):
+    """One delivery attempt: one POST to the webhook, or a claim that expired while sending."""
+
+    attempt = fields.Integer(
+        required=True,
+        metadata={"example": 1, "description": "The message's attempt count at this attempt (1 again after a manual retry)."},
+    )
+    trigger = fields.Function(
+        lambda attempt: attempt.trigger.value,
+        required=True,
+        metadata={
+            "type": "string",
+            "enum": [trigger.value for trigger in Trigger],
+            "example": Trigger.SCHEDULED.value,
+            "description": "`scheduled`: the message's first send; `retry`: after a failed attempt; "
+            "`manual`: after an operator's retry.",
+        },
+    )
+    started_at = UtcDateTime(required=True, metadata={"example": "2026-11-28T09:02:00.105000+00:00"})
+    duration_ms = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"example": 14.8, "description": "Null when the outcome is unknown (the claim expired while sending)."},
+    )
+    http_status = fields.Integer(
+        required=True, allow_none=True, metadata={"example": 202, "description": "Null when no answer came."}
+    )
+    error_class = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "example": None,
+            "description": "What went wrong: `timeout`, `connection`, `http_status`, `request`, or "
+            "`claim_expired` (the worker was lost mid-send); null on success.",
+        },
+    )
+    retry_after_seconds = fields.Float(
+        required=True, allow_none=True, metadata={"example": None, "description": "The answer's Retry-After, in seconds."}
+    )
+    answer = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "example": '{"message": "Accepted", "messageId": "67f2f8a8-ea58-4ed0-a6f9-ff217df4d849"}',
+            "description": "The first 1 KiB of the answer's body.",
+        },
+    )
+
+
+class AttemptPaginationSchema(Schema):
+    limit = fields.Integer(required=True, metadata={"example": 20})
+    next_cursor = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Pass as `cursor` for the next page; null on the last page.", "example": None},
+    )
+
+
+class AttemptPageSchema(Schema):
+    data = fields.List(fields.Nested(AttemptSchema), required=True)
+    pagination = fields.Nested(AttemptPaginationSchema, required=True)
+
+
+class BulkRetrySchema(Schema):
+    """Which failed messages to retry; every property is optional, and none means all (up to `limit`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    error_messages = {"type": "Must be a JSON object."}
+
+    failed_after = ZonedDateTime(
+        metadata={"example": "2026-11-28T00:00:00Z", "description": "Failed at or after this time (ISO 8601 with a zone)."}
+    )
+    failed_before = ZonedDateTime(
+        metadata={"example": "2026-11-29T00:00:00Z", "description": "Failed before this time (ISO 8601 with a zone)."}
+    )
+    error_contains = Text(
+        validate=[validate.Length(min=1, max=500, error="Must be 1 to 500 characters.")],
+        metadata={"example": "HTTP 503", "description": "Text the message's `last_error` contains, in any case."},
+    )
+    limit = fields.Integer(
+        strict=True,
+        load_default=DEFAULT_BULK_RETRY,
+        validate=validate.Range(min=1, max=MAX_BULK_RETRY),
+        metadata={
+            "example": DEFAULT_BULK_RETRY,
+            "description": f"At most this many, the most recently failed first: 1 to {MAX_BULK_RETRY:,}.",
+        },
+    )
+    dry_run = JsonBoolean(
+        load_default=False, metadata={"example": False, "description": "Only count the matching messages."}
+    )
+
+
+class BulkRetryResultSchema(Schema):
+    matched = fields.Integer(required=True, metadata={"example": 42, "description": "Failed messages the filter took."})
+    retried = fields.Integer(
+        required=True, metadata={"example": 42, "description": "Of those, how many are pending again (0 on a dry run)."}
+    )
+    dry_run = fields.Boolean(required=True, metadata={"example": False})
 
 
 class ApiErrorBodySchema(Schema):

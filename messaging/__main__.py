@@ -1,4 +1,4 @@
-"""Command line: `python -m messaging migrate` and `python -m messaging load-demo`."""
+"""Command line: `python -m messaging migrate`, `python -m messaging load-demo` and `python -m messaging audit`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from messaging import logs, migrations
+from messaging import audit, logs, migrations
 from messaging.errors import MessagingError, SettingsError
 from messaging.settings import Settings
 
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply the migrations in sql/ (idempotent, safe concurrently)")
     commands.add_parser("load-demo", help="insert the demo messages of sql/demo_data.sql (once)")
+    commands.add_parser("audit", help="check that PostgreSQL, the Redis cache and the metrics agree (exit 1 if not)")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    if args.command == "audit":
+        return audit.main(settings)
     try:
         if args.command == "migrate":
             applied = migrations.migrate(settings.database_url)

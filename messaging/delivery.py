@@ -14,7 +14,7 @@ from uuid import UUID
 
 from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
 from messaging.logs import Throttle, fields
-from messaging.models import Claim, Outgoing, Status
+from messaging.models import Attempt, Claim, Outgoing, Status
 from messaging.settings import Settings
 from messaging.webhook import Accepted, DeliveryFailed
 
@@ -70,10 +70,25 @@ class Records(Protocol):
     def release_claim(self, message_id: UUID, token: UUID) -> bool: ...
     def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None: ...
     def mark_sent(
-        self, message_id: UUID, token: UUID, sent_at: datetime, webhook_message_id: str | None, *, attempted: bool
+        self,
+        message_id: UUID,
+        token: UUID,
+        sent_at: datetime,
+        webhook_message_id: str | None,
+        *,
+        attempted: bool,
+        attempt: Attempt | None = None,
     ) -> bool: ...
     def record_failed_attempt(
-        self, message_id: UUID, token: UUID, *, error: str, retry_in_seconds: float, max_attempts: int, final: bool
+        self,
+        message_id: UUID,
+        token: UUID,
+        *,
+        error: str,
+        retry_in_seconds: float,
+        max_attempts: int,
+        final: bool,
+        attempt: Attempt | None = None,
     ) -> Status | None: ...
 
 
@@ -154,11 +169,12 @@ def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     outgoing = ports.records.start_sending(message_id, token)
     if outgoing is None:
         return _finish(ports, message_id, Outcome.SKIPPED)
+    started_at = datetime.now(timezone.utc)
     try:
         accepted = ports.webhook.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
     except DeliveryFailed as failure:
-        return _record_failure(ports, outgoing, token, failure)
-    return _record_success(ports, outgoing, token, accepted)
+        return _record_failure(ports, outgoing, token, failure, started_at)
+    return _record_success(ports, outgoing, token, accepted, started_at)
 
 
 def _switch_and_cached_delivery(ports: Ports, message_id: UUID) -> tuple[bool, CachedDelivery | None]:
@@ -172,7 +188,7 @@ def _switch_and_cached_delivery(ports: Ports, message_id: UUID) -> tuple[bool, C
         return False, None
 
 
-def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Accepted) -> Report:
+def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Accepted, started_at: datetime) -> Report:
     delivery = CachedDelivery(datetime.now(timezone.utc), accepted.webhook_message_id)
     # The cache first: if recording in PostgreSQL fails, the next claim finds it and does not POST.
     try:
@@ -180,9 +196,10 @@ def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Acc
     except CacheUnavailable as error:
         if outage_log.allow("cache"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
+    attempt = _attempt(outgoing, started_at, accepted.seconds, accepted.status_code, answer=accepted.answer)
     _with_db_retries(
         lambda: ports.records.mark_sent(
-            outgoing.id, token, delivery.sent_at, delivery.webhook_message_id, attempted=True
+            outgoing.id, token, delivery.sent_at, delivery.webhook_message_id, attempted=True, attempt=attempt
         )
     )
     return _finish(
@@ -196,10 +213,21 @@ def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Acc
     )
 
 
-def _record_failure(ports: Ports, outgoing: Outgoing, token: UUID, failure: DeliveryFailed) -> Report:
+def _record_failure(
+    ports: Ports, outgoing: Outgoing, token: UUID, failure: DeliveryFailed, started_at: datetime
+) -> Report:
     settings = ports.settings
     attempt = outgoing.attempts + 1
     delay = retry_delay(attempt, settings.retry_base_seconds, settings.retry_max_seconds, failure.retry_after)
+    record = _attempt(
+        outgoing,
+        started_at,
+        failure.seconds,
+        failure.status_code,
+        error_class=failure.error_class.value,
+        retry_after=failure.retry_after,
+        answer=failure.answer,
+    )
     status = _with_db_retries(
         lambda: ports.records.record_failed_attempt(
             outgoing.id,
@@ -208,6 +236,7 @@ def _record_failure(ports: Ports, outgoing: Outgoing, token: UUID, failure: Deli
             retry_in_seconds=delay,
             max_attempts=settings.max_attempts,
             final=not failure.transient,
+            attempt=record,
         )
     )
     outcome = Outcome.FAILED if status is Status.FAILED else Outcome.RETRY_LATER
@@ -222,6 +251,30 @@ def _record_failure(ports: Ports, outgoing: Outgoing, token: UUID, failure: Deli
         retry_in_s=f"{delay:.1f}" if retry_at else None,
     )
     return Report(outcome, failure.reason, retry_at)
+
+
+def _attempt(
+    outgoing: Outgoing,
+    started_at: datetime,
+    seconds: float,
+    http_status: int | None,
+    *,
+    error_class: str | None = None,
+    retry_after: float | None = None,
+    answer: str = "",
+) -> Attempt:
+    """The record of one POST, written with its outcome (message_attempts)."""
+    return Attempt(
+        message_id=outgoing.id,
+        attempt=outgoing.attempts + 1,
+        trigger=outgoing.attempt_trigger,
+        started_at=started_at,
+        duration_ms=round(seconds * 1000, 3),
+        http_status=http_status,
+        error_class=error_class,
+        retry_after_seconds=retry_after,
+        answer=answer or None,
+    )
 
 
 def _finish(

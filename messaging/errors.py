@@ -60,3 +60,15 @@ class MessageFailed(MessagingError):
 
 class AttemptFailed(MessagingError):
     """The webhook did not take the message this time; a later batch tries again."""
+
+
+class MessageNotCancelable(MessagingError):
+    """Only a pending message can be canceled."""
+
+
+class InvalidMessage(MessagingError):
+    """The message breaks a rule of the service; `fields` says which, per field."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = fields
+        super().__init__("; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 import redis
 from prometheus_client import CollectorRegistry
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 DELIVERIES_KEY = "messaging:metrics:deliveries"
 LATENCY_KEY = "messaging:metrics:webhook_latency"
 BATCHES_KEY = "messaging:metrics:batches"
+# When the counters began (again, after Redis lost them): the audit compares PostgreSQL with them from then on.
+SINCE_KEY = "messaging:metrics:since"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -46,6 +49,7 @@ class Recorder:
         pipe.hincrby(BATCHES_KEY, "runs", 1)
         pipe.hincrby(BATCHES_KEY, "claimed", claimed)
         pipe.hincrby(BATCHES_KEY, "recovered", recovered)
+        pipe.set(SINCE_KEY, datetime.now(timezone.utc).isoformat(), nx=True)
         self._run(pipe)
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from functools import partial
 from pathlib import Path
 
@@ -34,6 +35,10 @@ LOCK_TIMEOUT = "5s"
 # The server function behind PL/pgSQL's RAISE: a notice the migration raised itself, not
 # one of the server's own ("already exists, skipping").
 RAISED_BY_MIGRATION = "exec_stmt_raise"
+# First line of a migration that must run outside a transaction (CREATE INDEX CONCURRENTLY):
+# its statements, each ending with ";" at the end of a line, run one by one.
+NO_TRANSACTION = "-- migrate: no-transaction"
+STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
 
 def _options(database_url: str) -> dict:
@@ -57,7 +62,7 @@ def migrate(database_url: str, directory: Path = SQL_DIR) -> list[str]:
         with wrap_errors():
             ensure_database(database_url)
             with psycopg.connect(database_url, autocommit=True, **_options(database_url)) as conn:
-                conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+                _wait_for_lock(conn)
                 try:
                     conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
                     return _apply_pending(conn, migration_files(directory))
@@ -66,6 +71,14 @@ def migrate(database_url: str, directory: Path = SQL_DIR) -> list[str]:
                         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     except psycopg.Error as error:
         raise MigrationFailed(_cause(error)) from error
+
+
+def _wait_for_lock(conn: psycopg.Connection, pause: float = 0.1) -> None:
+    """Take the migration lock, trying again between statements rather than waiting inside one:
+    a session blocked in pg_advisory_lock holds a snapshot, which another process's
+    CREATE INDEX CONCURRENTLY waits for while holding the lock (a deadlock)."""
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)).fetchone()[0]:
+        time.sleep(pause)
 
 
 def _apply_pending(conn: psycopg.Connection, files: list[Path]) -> list[str]:
@@ -92,13 +105,29 @@ def _apply_pending(conn: psycopg.Connection, files: list[Path]) -> list[str]:
 
 
 def _apply(conn: psycopg.Connection, path: Path) -> None:
-    """Run a file's steps, one transaction each; the last one records the file as applied."""
-    steps = [step for step in STEP_BREAK.split(path.read_text()) if step.strip()]
+    """Run a file's steps, one transaction each; the last one records the file as applied.
+
+    A file whose first line is NO_TRANSACTION runs statement by statement, outside any transaction.
+    """
+    text = path.read_text()
+    if text.startswith(NO_TRANSACTION):
+        for statement in statements(text):
+            conn.execute(statement)
+        steps = [""]
+    else:
+        steps = [step for step in STEP_BREAK.split(text) if step.strip()]
     for number, step in enumerate(steps, start=1):
         with conn.transaction():
-            conn.execute(step)
+            if step:
+                conn.execute(step)
             if number == len(steps):
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
+
+
+def statements(text: str) -> list[str]:
+    """The statements of a no-transaction migration (comment-only pieces dropped)."""
+    pieces = (piece.strip() for piece in STATEMENT_END.split(text))
+    return [piece for piece in pieces if any(line and not line.startswith("--") for line in piece.splitlines())]
 
 
 def _log_notice(version: str, notice: psycopg.errors.Diagnostic) -> None:

@@ -1,12 +1,14 @@
 -- name: claim_due_messages
--- Claim due pending messages, oldest first, each with a fresh claim token: up to %(limit)s less the
+-- Claim due pending messages, each with a fresh claim token: oldest first by the time each became
+-- due (send_at when scheduled, else created_at), along messages_pending_due_idx, which stops at now()
+-- however many are scheduled for later; next_attempt_at holds back retries. Up to %(limit)s less the
 -- claims still waiting for a worker, so batches never pile up sends that would expire in the queue.
 WITH waiting AS (
     SELECT count(*) AS claims FROM messages WHERE sending_status = 3 AND sending_started_at IS NULL
 ), due AS (
     SELECT id FROM messages
-    WHERE sending_status = 0 AND next_attempt_at <= now()
-    ORDER BY created_at, id
+    WHERE sending_status = 0 AND coalesce(send_at, created_at) <= now() AND next_attempt_at <= now()
+    ORDER BY coalesce(send_at, created_at), id
     LIMIT GREATEST(%(limit)s - (SELECT claims FROM waiting), 0)
     FOR UPDATE SKIP LOCKED
 )
@@ -15,30 +17,45 @@ SET sending_status = 3, claimed_at = now(), claim_token = gen_random_uuid(),
     sending_started_at = NULL, updated_at = now()
 FROM due
 WHERE m.id = due.id
-RETURNING m.id, m.claim_token, m.created_at;
+RETURNING m.id, m.claim_token, coalesce(m.send_at, m.created_at) AS due_at;
 
 -- name: recover_stale_claims
--- Return claims older than %(timeout)s seconds to pending; one that had started sending counts as an attempt.
-UPDATE messages
-SET sending_status = CASE
-        WHEN sending_started_at IS NOT NULL AND attempts + 1 >= %(max_attempts)s THEN 2
-        ELSE 0 END,
-    attempts = attempts + (sending_started_at IS NOT NULL)::int,
-    last_error = CASE WHEN sending_started_at IS NULL THEN last_error
-                      ELSE 'claim expired while sending' END,
-    next_attempt_at = now(), claim_token = NULL, claimed_at = NULL,
-    sending_started_at = NULL, updated_at = now()
-WHERE sending_status = 3
-  AND claimed_at < now() - make_interval(secs => %(timeout)s)
-  AND (sending_started_at IS NULL OR sending_started_at < now() - make_interval(secs => %(timeout)s))
-RETURNING id;
+-- Return claims older than %(timeout)s seconds to pending; one that had started sending counts as an
+-- attempt whose outcome is unknown (its worker died), kept in message_attempts by the same statement.
+WITH stale AS (
+    SELECT id, sending_started_at, attempt_trigger FROM messages
+    WHERE sending_status = 3
+      AND claimed_at < now() - make_interval(secs => %(timeout)s)
+      AND (sending_started_at IS NULL OR sending_started_at < now() - make_interval(secs => %(timeout)s))
+    FOR UPDATE SKIP LOCKED
+), recovered AS (
+    UPDATE messages AS m
+    SET sending_status = CASE
+            WHEN stale.sending_started_at IS NOT NULL AND m.attempts + 1 >= %(max_attempts)s THEN 2
+            ELSE 0 END,
+        attempts = m.attempts + (stale.sending_started_at IS NOT NULL)::int,
+        last_error = CASE WHEN stale.sending_started_at IS NULL THEN m.last_error
+                          ELSE 'claim expired while sending' END,
+        attempt_trigger = CASE WHEN stale.sending_started_at IS NULL THEN m.attempt_trigger ELSE 'retry' END,
+        next_attempt_at = now(), claim_token = NULL, claimed_at = NULL,
+        sending_started_at = NULL, updated_at = now()
+    FROM stale
+    WHERE m.id = stale.id
+    RETURNING m.id, m.attempts, stale.sending_started_at, stale.attempt_trigger
+), logged AS (
+    INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, error_class)
+    SELECT id, attempts, attempt_trigger, sending_started_at, 'claim_expired'
+    FROM recovered
+    WHERE sending_started_at IS NOT NULL
+)
+SELECT id FROM recovered;
 
 -- name: start_sending
 -- Move a claimed message to in-flight, once per claim; no row means the task must not send.
 UPDATE messages
 SET sending_started_at = now(), updated_at = now()
 WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s AND sending_started_at IS NULL
-RETURNING id, content, recipient_phone_number, attempts;
+RETURNING id, content, recipient_phone_number, attempts, attempt_trigger;
 
 -- name: release_claim
 -- Give a claimed message that has not started sending back to pending, unsent.
@@ -49,27 +66,50 @@ RETURNING id;
 
 -- name: mark_sent
 -- Record a delivery by the claim that made it; a late writer of an expired claim changes nothing.
-UPDATE messages
-SET sending_status = 1, sent_at = %(sent_at)s, webhook_message_id = %(webhook_message_id)s,
-    attempts = attempts + %(attempted)s, last_error = NULL, claim_token = NULL,
-    claimed_at = NULL, sending_started_at = NULL, updated_at = now()
-WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s
-RETURNING id;
+-- With %(log_attempt)s, the attempt goes into message_attempts in the same statement (none when
+-- the cache had it: no POST).
+WITH sent AS (
+    UPDATE messages
+    SET sending_status = 1, sent_at = %(sent_at)s, webhook_message_id = %(webhook_message_id)s,
+        attempts = attempts + %(attempted)s, last_error = NULL, claim_token = NULL,
+        claimed_at = NULL, sending_started_at = NULL, updated_at = now()
+    WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s
+    RETURNING id
+), logged AS (
+    INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status,
+                                  error_class, retry_after_seconds, answer)
+    SELECT id, %(attempt)s::int, %(trigger)s::text, %(started_at)s::timestamptz, %(duration_ms)s::real,
+           %(http_status)s::smallint, %(error_class)s::text, %(retry_after_seconds)s::real, %(answer)s::text
+    FROM sent
+    WHERE %(log_attempt)s
+)
+SELECT id FROM sent;
 
 -- name: record_failed_attempt
--- Count a failed attempt: back to pending after %(delay)s seconds, or failed when %(final)s.
-UPDATE messages
-SET sending_status = CASE WHEN %(final)s OR attempts + 1 >= %(max_attempts)s THEN 2 ELSE 0 END,
-    attempts = attempts + 1, last_error = %(error)s,
-    next_attempt_at = now() + make_interval(secs => %(delay)s),
-    claim_token = NULL, claimed_at = NULL, sending_started_at = NULL, updated_at = now()
-WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s
-RETURNING sending_status, attempts;
+-- Count a failed attempt: back to pending after %(delay)s seconds, or failed when %(final)s. With
+-- %(log_attempt)s, the attempt goes into message_attempts in the same statement.
+WITH failed AS (
+    UPDATE messages
+    SET sending_status = CASE WHEN %(final)s OR attempts + 1 >= %(max_attempts)s THEN 2 ELSE 0 END,
+        attempts = attempts + 1, last_error = %(error)s, attempt_trigger = 'retry',
+        next_attempt_at = now() + make_interval(secs => %(delay)s),
+        claim_token = NULL, claimed_at = NULL, sending_started_at = NULL, updated_at = now()
+    WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s
+    RETURNING id, sending_status, attempts
+), logged AS (
+    INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status,
+                                  error_class, retry_after_seconds, answer)
+    SELECT id, %(attempt)s::int, %(trigger)s::text, %(started_at)s::timestamptz, %(duration_ms)s::real,
+           %(http_status)s::smallint, %(error_class)s::text, %(retry_after_seconds)s::real, %(answer)s::text
+    FROM failed
+    WHERE %(log_attempt)s
+)
+SELECT sending_status, attempts FROM failed;
 
 -- name: list_sent
 -- A page of sent messages, newest sent_at first (ties by id), by offset.
 SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at
+       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
 FROM messages
 WHERE sending_status = 1
 ORDER BY sent_at DESC, id DESC
@@ -78,7 +118,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 -- name: list_sent_after
 -- A page of sent messages after the keyset cursor (sent_at, id); same cost at any depth.
 SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at
+       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
 FROM messages
 WHERE sending_status = 1 AND (sent_at, id) < (%(after_time)s, %(after_id)s)
 ORDER BY sent_at DESC, id DESC
@@ -87,7 +127,7 @@ LIMIT %(limit)s;
 -- name: list_failed
 -- A page of failed messages, most recently failed first (ties by id), by offset.
 SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at
+       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
 FROM messages
 WHERE sending_status = 2
 ORDER BY updated_at DESC, id DESC
@@ -96,7 +136,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 -- name: list_failed_after
 -- A page of failed messages after the keyset cursor (updated_at, id).
 SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at
+       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
 FROM messages
 WHERE sending_status = 2 AND (updated_at, id) < (%(after_time)s, %(after_id)s)
 ORDER BY updated_at DESC, id DESC
@@ -105,24 +145,27 @@ LIMIT %(limit)s;
 -- name: get_message
 -- One message by id.
 SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at
+       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
 FROM messages
 WHERE id = %(id)s;
 
 -- name: insert_message
--- Store a new pending message.
-INSERT INTO messages (recipient_phone_number, content)
-VALUES (%(recipient_phone_number)s, %(content)s)
+-- Store a new pending message, its encoding and segments; a scheduled one is not due before %(send_at)s.
+INSERT INTO messages (recipient_phone_number, content, send_at, next_attempt_at, encoding, segments)
+VALUES (%(recipient_phone_number)s, %(content)s, %(send_at)s::timestamptz,
+        coalesce(%(send_at)s::timestamptz, now()), %(encoding)s, %(segments)s)
 RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-          last_error, created_at, sent_at, updated_at;
+          last_error, created_at, sent_at, updated_at, send_at, encoding, segments;
 
 -- name: retry_failed
--- Put a failed message back to pending with its attempts reset; its old error no longer describes it.
+-- Put a failed message back to pending with its attempts reset; its old error no longer describes
+-- it, and its next attempt is `manual`.
 UPDATE messages
-SET sending_status = 0, attempts = 0, last_error = NULL, next_attempt_at = now(), updated_at = now()
+SET sending_status = 0, attempts = 0, last_error = NULL, attempt_trigger = 'manual', next_attempt_at = now(),
+    updated_at = now()
 WHERE id = %(id)s AND sending_status = 2
 RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-          last_error, created_at, sent_at, updated_at;
+          last_error, created_at, sent_at, updated_at, send_at, encoding, segments;
 
 -- name: count_by_status
 -- How many messages are in each status.
@@ -135,3 +178,75 @@ SELECT count(*) AS total FROM messages WHERE sending_status = %(status)s;
 -- name: count_in_status_up_to
 -- How many messages are in one status, counting no further than %(cap)s: cheap at any size.
 SELECT count(*) AS total FROM (SELECT 1 FROM messages WHERE sending_status = %(status)s LIMIT %(cap)s) AS capped;
+
+-- name: cancel_message
+-- Cancel a pending message (a claimed one is already `sending`: too late).
+UPDATE messages
+SET sending_status = 4, updated_at = now()
+WHERE id = %(id)s AND sending_status = 0
+RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
+          last_error, created_at, sent_at, updated_at, send_at, encoding, segments;
+
+-- name: retry_failed_matching
+-- Up to %(limit)s failed messages, most recently failed first, that failed in
+-- [%(failed_after)s, %(failed_before)s) with %(error_contains)s in last_error (any bound may be null):
+-- back to pending as retry_failed does, unless %(dry_run)s. How many matched, and how many went back.
+WITH matching AS (
+    SELECT id FROM messages
+    WHERE sending_status = 2
+      AND updated_at >= coalesce(%(failed_after)s::timestamptz, '-infinity')
+      AND updated_at < coalesce(%(failed_before)s::timestamptz, 'infinity')
+      AND strpos(lower(coalesce(last_error, '')), lower(coalesce(%(error_contains)s::text, ''))) > 0
+    ORDER BY updated_at DESC, id DESC
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), retried AS (
+    UPDATE messages AS m
+    SET sending_status = 0, attempts = 0, last_error = NULL, attempt_trigger = 'manual', next_attempt_at = now(),
+        updated_at = now()
+    FROM matching
+    WHERE m.id = matching.id AND NOT %(dry_run)s
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM matching) AS matched, (SELECT count(*) FROM retried) AS retried;
+
+-- name: list_attempts
+-- A message's delivery attempts in order, after the attempt id %(after_id)s (0 for the first page).
+SELECT id, message_id, attempt, "trigger", started_at, duration_ms, http_status, error_class,
+       retry_after_seconds, answer
+FROM message_attempts
+WHERE message_id = %(message_id)s AND id > %(after_id)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: prune_attempts
+-- Delete up to %(limit)s attempts that started more than %(days)s days ago, oldest first.
+WITH doomed AS (
+    SELECT id FROM message_attempts
+    WHERE started_at < now() - make_interval(days => %(days)s)
+    ORDER BY started_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM message_attempts AS a
+    USING doomed
+    WHERE a.id = doomed.id
+    RETURNING 1
+)
+SELECT count(*) AS total FROM deleted;
+
+-- name: delivery_states
+-- The status of each of the messages %(ids)s that exists (the audit's check of cached deliveries).
+SELECT id, sending_status FROM messages WHERE id = ANY(%(ids)s);
+
+-- name: count_stale_claims
+-- Claims the next batch would return to pending: older than %(timeout)s seconds, and their send too.
+SELECT count(*) AS total, min(claimed_at) AS oldest
+FROM messages
+WHERE sending_status = 3
+  AND claimed_at < now() - make_interval(secs => %(timeout)s)
+  AND (sending_started_at IS NULL OR sending_started_at < now() - make_interval(secs => %(timeout)s));
+
+-- name: count_sent_since
+-- Messages this service sent (POSTed: attempts > 0) that PostgreSQL recorded as sent at or after %(since)s.
+SELECT count(*) AS total FROM messages WHERE sending_status = 1 AND sent_at >= %(since)s AND attempts > 0;

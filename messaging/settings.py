@@ -47,6 +47,7 @@ class Settings:
     api_token: str = ""
     sent_response_format: str = "standard"
     log_level: str = "INFO"
+    attempt_retention_days: int = 30
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -75,6 +76,7 @@ class Settings:
             api_token=env.text("API_TOKEN", ""),
             sent_response_format=env.choice("SENT_RESPONSE_FORMAT", "standard", SENT_RESPONSE_FORMATS),
             log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            attempt_retention_days=env.number("ATTEMPT_RETENTION_DAYS", 30, int, low=1, high=3650),
         )
         settings.check_consistency()
         return settings

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
-from messaging import db
-from messaging.models import Claim, Message, Outgoing, Status
+from messaging import db, encoding
+from messaging.models import Attempt, Claim, Message, Outgoing, Status
+
+ANSWER_BYTES = 1024
+ATTEMPT_COLUMNS = (
+    "attempt", "trigger", "started_at", "duration_ms", "http_status", "error_class", "retry_after_seconds", "answer",
+)  # fmt: skip
 
 
 def claim_due(pool: ConnectionPool, limit: int) -> list[Claim]:
-    """Claim due pending messages in one statement, oldest first: up to `limit` less the claims still
-    waiting for a worker (a batch adds no more to a queue the workers have not caught up with)."""
+    """Claim due pending messages in one statement, oldest due first: up to `limit` less the claims
+    still waiting for a worker (a batch adds no more to a queue the workers have not caught up with)."""
     rows = db.fetch_all(pool, "claim_due_messages", limit=limit)
-    claims = [Claim(row["id"], row["claim_token"], row["created_at"]) for row in rows]
-    return sorted(claims, key=lambda claim: (claim.created_at, claim.message_id))
+    claims = [Claim(row["id"], row["claim_token"], row["due_at"]) for row in rows]
+    return sorted(claims, key=lambda claim: (claim.due_at, claim.message_id))
 
 
 def recover_stale_claims(pool: ConnectionPool, timeout_seconds: float, max_attempts: int) -> list[UUID]:
@@ -29,7 +35,7 @@ def recover_stale_claims(pool: ConnectionPool, timeout_seconds: float, max_attem
 def start_sending(pool: ConnectionPool, message_id: UUID, token: UUID) -> Outgoing | None:
     """Mark a claim in flight; None when this claim is not (or no longer) the task's to send."""
     row = db.fetch_one(pool, "start_sending", id=message_id, token=token)
-    return Outgoing(**row) if row else None
+    return Outgoing.from_row(row) if row else None
 
 
 def release_claim(pool: ConnectionPool, message_id: UUID, token: UUID) -> bool:
@@ -45,8 +51,10 @@ def mark_sent(
     webhook_message_id: str | None,
     *,
     attempted: bool = True,
+    attempt: Attempt | None = None,
 ) -> bool:
-    """Record a delivery made under this claim; False when the claim is no longer the message's."""
+    """Record a delivery made under this claim, and `attempt` in the same statement; False when
+    the claim is no longer the message's."""
     row = db.fetch_one(
         pool,
         "mark_sent",
@@ -55,6 +63,7 @@ def mark_sent(
         sent_at=sent_at,
         webhook_message_id=webhook_message_id,
         attempted=int(attempted),
+        **_attempt_parameters(attempt),
     )
     return row is not None
 
@@ -68,8 +77,10 @@ def record_failed_attempt(
     retry_in_seconds: float,
     max_attempts: int,
     final: bool,
+    attempt: Attempt | None = None,
 ) -> Status | None:
-    """Count a failed attempt; the message's new status, or None if the claim was not ours."""
+    """Count a failed attempt, and keep `attempt` in the same statement; the message's new
+    status, or None if the claim was not ours."""
     row = db.fetch_one(
         pool,
         "record_failed_attempt",
@@ -79,8 +90,25 @@ def record_failed_attempt(
         delay=retry_in_seconds,
         max_attempts=max_attempts,
         final=final,
+        **_attempt_parameters(attempt),
     )
     return Status(row["sending_status"]) if row else None
+
+
+def _attempt_parameters(attempt: Attempt | None) -> dict[str, Any]:
+    """The message_attempts columns a send writes, as query parameters; log_attempt says whether to."""
+    if attempt is None:
+        return {**dict.fromkeys(ATTEMPT_COLUMNS), "log_attempt": False}
+    values = {name: getattr(attempt, name) for name in ATTEMPT_COLUMNS}
+    return {**values, "trigger": attempt.trigger.value, "answer": _storable(attempt.answer), "log_attempt": True}
+
+
+def _storable(answer: str | None) -> str | None:
+    """An answer PostgreSQL text can hold (no NUL, valid UTF-8), cut to its first 1 KiB."""
+    if answer is None:
+        return None
+    cleaned = answer.replace("\x00", "\ufffd").encode("utf-8", "replace")[:ANSWER_BYTES]
+    return cleaned.decode("utf-8", "ignore")  # "ignore": a character the cut split in two
 
 
 def get(pool: ConnectionPool, message_id: UUID) -> Message | None:
@@ -88,8 +116,20 @@ def get(pool: ConnectionPool, message_id: UUID) -> Message | None:
     return Message.from_row(row) if row else None
 
 
-def insert(pool: ConnectionPool, recipient_phone_number: str, content: str) -> Message:
-    row = db.fetch_one(pool, "insert_message", recipient_phone_number=recipient_phone_number, content=content)
+def insert(
+    pool: ConnectionPool, recipient_phone_number: str, content: str, *, send_at: datetime | None = None
+) -> Message:
+    """Store a pending message with its encoding and segments; a scheduled one is due at `send_at`."""
+    measured = encoding.measure(content)
+    row = db.fetch_one(
+        pool,
+        "insert_message",
+        recipient_phone_number=recipient_phone_number,
+        content=content,
+        send_at=send_at,
+        encoding=measured.encoding,
+        segments=measured.segments,
+    )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return Message.from_row(row)
 
@@ -98,6 +138,65 @@ def retry_failed(pool: ConnectionPool, message_id: UUID) -> Message | None:
     """Put a failed message back to pending; None when it is not failed."""
     row = db.fetch_one(pool, "retry_failed", id=message_id)
     return Message.from_row(row) if row else None
+
+
+def cancel(pool: ConnectionPool, message_id: UUID) -> Message | None:
+    """Cancel a pending message; None when it is not pending."""
+    row = db.fetch_one(pool, "cancel_message", id=message_id)
+    return Message.from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class FailedFilter:
+    """Which failed messages a bulk retry takes: failed in [after, before), last_error containing a text."""
+
+    failed_after: datetime | None = None
+    failed_before: datetime | None = None
+    error_contains: str | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class BulkRetry:
+    matched: int
+    retried: int
+
+
+def retry_failed_matching(pool: ConnectionPool, which: FailedFilter, *, dry_run: bool = False) -> BulkRetry:
+    """Put the failed messages `which` selects back to pending in one statement (only count them on a dry run)."""
+    row = db.fetch_one(pool, "retry_failed_matching", **asdict(which), dry_run=dry_run)
+    assert row is not None  # an aggregate always returns its row
+    return BulkRetry(row["matched"], row["retried"])
+
+
+def attempts(pool: ConnectionPool, message_id: UUID, *, limit: int, after_id: int = 0) -> list[Attempt]:
+    """A message's delivery attempts in order, after the attempt id `after_id`."""
+    rows = db.fetch_all(pool, "list_attempts", message_id=message_id, after_id=after_id, limit=limit)
+    return [Attempt.from_row(row) for row in rows]
+
+
+def prune_attempts(pool: ConnectionPool, older_than_days: int, limit: int) -> int:
+    """Delete up to `limit` of the oldest attempts past the retention; how many went."""
+    row = db.fetch_one(pool, "prune_attempts", days=older_than_days, limit=limit)
+    return row["total"] if row else 0
+
+
+def statuses(pool: ConnectionPool, message_ids: list[UUID]) -> dict[UUID, Status]:
+    """The status of each of these messages that exists."""
+    rows = db.fetch_all(pool, "delivery_states", ids=message_ids)
+    return {row["id"]: Status(row["sending_status"]) for row in rows}
+
+
+def stale_claims(pool: ConnectionPool, older_than_seconds: float) -> tuple[int, datetime | None]:
+    """How many claims (and their send, if begun) are older than this, and the oldest claim's time."""
+    row = db.fetch_one(pool, "count_stale_claims", timeout=older_than_seconds)
+    return (row["total"], row["oldest"]) if row else (0, None)
+
+
+def count_sent_since(pool: ConnectionPool, since: datetime) -> int:
+    """Messages this service POSTed that PostgreSQL records as sent at or after `since`."""
+    row = db.fetch_one(pool, "count_sent_since", since=since)
+    return row["total"] if row else 0
 
 
 def count_by_status(pool: ConnectionPool) -> dict[Status, int]:
@@ -152,12 +251,27 @@ class Records:
         return start_sending(self.pool, message_id, token)
 
     def mark_sent(
-        self, message_id: UUID, token: UUID, sent_at: datetime, webhook_message_id: str | None, *, attempted: bool
+        self,
+        message_id: UUID,
+        token: UUID,
+        sent_at: datetime,
+        webhook_message_id: str | None,
+        *,
+        attempted: bool,
+        attempt: Attempt | None = None,
     ) -> bool:
-        return mark_sent(self.pool, message_id, token, sent_at, webhook_message_id, attempted=attempted)
+        return mark_sent(self.pool, message_id, token, sent_at, webhook_message_id, attempted=attempted, attempt=attempt)
 
     def record_failed_attempt(
-        self, message_id: UUID, token: UUID, *, error: str, retry_in_seconds: float, max_attempts: int, final: bool
+        self,
+        message_id: UUID,
+        token: UUID,
+        *,
+        error: str,
+        retry_in_seconds: float,
+        max_attempts: int,
+        final: bool,
+        attempt: Attempt | None = None,
     ) -> Status | None:
         return record_failed_attempt(
             self.pool,
@@ -167,4 +281,5 @@ class Records:
             retry_in_seconds=retry_in_seconds,
             max_attempts=max_attempts,
             final=final,
+            attempt=attempt,
         )

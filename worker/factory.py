@@ -6,6 +6,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from messaging import timeouts
+from messaging.attempts import PRUNE_EVERY_SECONDS, PRUNE_TASK
 from messaging.delivery import BATCH_QUEUE, BATCH_TASK
 from messaging.settings import Settings
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
@@ -37,10 +38,10 @@ def create_celery_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        # Sends stay on Celery's default queue; batches go to their own. A worker consumes every
+        # Sends stay on Celery's default queue; batches (and pruning) go to their own. A worker consumes every
         # queue listed here unless told otherwise (`-Q`), and kombu takes from them in turn.
         task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE)),
-        task_routes={BATCH_TASK: {"queue": BATCH_QUEUE}},
+        task_routes={BATCH_TASK: {"queue": BATCH_QUEUE}, PRUNE_TASK: {"queue": BATCH_QUEUE}},
         broker_transport=transport.TRANSPORT if _on_redis(settings) else None,
         broker_transport_options=_transport_options(settings),
         # RabbitMQ: a consumer that hears nothing for two heartbeats reconnects (Celery's
@@ -63,7 +64,12 @@ def create_celery_app(settings: Settings) -> Celery:
                 "schedule": settings.send_interval_seconds,
                 # A batch that waited a whole period is superseded by the next one.
                 "options": {"expires": max(settings.send_interval_seconds, 1.0)},
-            }
+            },
+            "prune-attempts": {
+                "task": PRUNE_TASK,
+                "schedule": PRUNE_EVERY_SECONDS,
+                "options": {"expires": PRUNE_EVERY_SECONDS},
+            },
         },
     )
     app.conf.messaging_settings = settings

@@ -12,7 +12,7 @@ import kombu.exceptions
 from celery import current_app, shared_task, signals
 from celery.exceptions import Retry
 
-from messaging import delivery
+from messaging import attempts, delivery
 from messaging.errors import AttemptFailed, BrokerUnavailable, DependencyUnavailable, MessageFailed
 from messaging.logs import fields
 from messaging.models import Claim
@@ -100,6 +100,18 @@ def send_message(self, message_id: str) -> str:
         next_attempt = f"next attempt at {report.retry_at:%Y-%m-%dT%H:%M:%SZ}"
         raise Retry(exc=AttemptFailed(f"{report.error}; {next_attempt}"), when=report.retry_at)
     return report.outcome.value
+
+
+@shared_task(name=attempts.PRUNE_TASK, ignore_result=True)
+def prune_attempts() -> int:
+    """Delete delivery attempts older than ATTEMPT_RETENTION_DAYS, in small batches."""
+    try:
+        pruned = attempts.prune(runtime().pool, runtime().settings.attempt_retention_days)
+    except DependencyUnavailable as error:
+        log.warning("event=prune_skipped %s", fields(dependency=error.dependency, reason=error))
+        return 0
+    log.info("event=attempts_pruned %s", fields(pruned=pruned))
+    return pruned
 
 
 def enqueue_sends(claims: list[Claim]) -> None:

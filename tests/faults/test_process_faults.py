@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -40,6 +42,13 @@ def assert_all_delivered(db, receiver, count: int, max_duplicates: int = 0) -> N
     assert stats["unique"] == count, "every message reached the receiver"
     assert stats["duplicates"] <= max_duplicates, stats
     assert db.execute("SELECT count(*) AS n FROM messages WHERE sending_status <> 1").fetchone()["n"] == 0
+
+
+def assert_audit_clean(env: dict) -> None:
+    """`python -m messaging audit` finds PostgreSQL, the delivery cache and the metrics in agreement."""
+    command = [sys.executable, "-m", "messaging", "audit"]
+    result = subprocess.run(command, env=environment(**env), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.fixture
@@ -85,6 +94,7 @@ def test_a_worker_killed_mid_drain_loses_nothing_and_repeats_only_what_was_in_fl
     stack.worker("fresh")
     wait_for(lambda: sent_count(db) == 3000, timeout=120, interval=0.5, what="the drain to complete after the crash")
     assert_all_delivered(db, receiver, 3000, max_duplicates=CONCURRENCY)
+    assert_audit_clean(fault_env)
 
 
 def test_two_beats_and_three_workers_send_each_message_once(fault_env, make_stack, db, receiver):
@@ -96,6 +106,7 @@ def test_two_beats_and_three_workers_send_each_message_once(fault_env, make_stac
     stack.beat("beat2")
     wait_for(lambda: sent_count(db) == 2000, timeout=120, interval=0.5, what="the drain")
     assert_all_delivered(db, receiver, 2000)
+    assert_audit_clean(fault_env)
 
 
 def test_stop_and_start_toggled_during_a_drain_lose_and_repeat_nothing(fault_env, make_stack, db, receiver):
@@ -115,6 +126,7 @@ def test_stop_and_start_toggled_during_a_drain_lose_and_repeat_nothing(fault_env
     requests.post(f"{api}/start", timeout=5).raise_for_status()
     wait_for(lambda: sent_count(db) == 2000, timeout=120, interval=0.5, what="the drain")
     assert_all_delivered(db, receiver, 2000)
+    assert_audit_clean(fault_env)
 
 
 def test_a_redis_restart_during_a_drain_is_survived(fault_env, make_stack, db, receiver, tmp_path):
@@ -136,6 +148,7 @@ def test_a_redis_restart_during_a_drain_is_survived(fault_env, make_stack, db, r
         assert_all_delivered(db, receiver, 2000)
         assert all(p.alive() for p in stack.processes), stack.logs()
         assert "Unrecoverable error" not in stack.processes[0].log()
+        assert_audit_clean({**fault_env, "REDIS_URL": private.url})
     finally:
         stack.stop(timeout=15)
         private.kill()
@@ -156,6 +169,7 @@ def test_postgresql_connections_terminated_during_a_drain_are_survived(fault_env
     wait_for(lambda: sent_count(db) == 2000, timeout=120, interval=0.5, what="the drain to complete")
     assert_all_delivered(db, receiver, 2000)
     assert all(p.alive() for p in stack.processes), stack.logs()
+    assert_audit_clean(fault_env)
 
 
 def test_postgresql_down_for_a_while_is_survived_and_logged_without_a_flood(fault_env, make_stack, db, receiver):
@@ -174,6 +188,7 @@ def test_postgresql_down_for_a_while_is_survived_and_logged_without_a_flood(faul
         proxy.restore()
         wait_for(lambda: sent_count(db) == 1500, timeout=120, interval=0.5, what="the drain to resume and complete")
         assert_all_delivered(db, receiver, 1500)
+        assert_audit_clean(fault_env)
         outage_lines = [line for line in worker.log().splitlines() if "dependency=postgresql" in line]
         assert 0 < len(outage_lines) <= 6, "the cause is logged once per 30 s per kind, not per task"
     finally:
@@ -198,6 +213,7 @@ def test_sigterm_lets_a_worker_finish_the_posts_a_slow_webhook_holds(fault_env, 
     stack.worker("next")
     wait_for(lambda: sent_count(db) == 100, timeout=60, what="the rest to be sent by the next worker")
     assert_all_delivered(db, receiver, 100)
+    assert_audit_clean(fault_env)
 
 
 def test_a_flaky_webhook_gets_every_message_through_with_the_same_key(fault_env, make_stack, db, receiver):
@@ -210,3 +226,4 @@ def test_a_flaky_webhook_gets_every_message_through_with_the_same_key(fault_env,
     stats = receiver.stats()
     assert (stats["unique"], stats["received"], stats["accepted"]) == (50, 150, 50)
     assert {r["attempts"] for r in db.execute("SELECT attempts FROM messages")} == {3}
+    assert_audit_clean(fault_env)

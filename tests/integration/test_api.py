@@ -29,6 +29,7 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 MESSAGE_FIELDS = {
     "id", "content", "recipient_phone_number", "status", "attempts",
     "webhook_message_id", "last_error", "created_at", "sent_at",
+    "send_at", "encoding", "segments",
 }  # fmt: skip
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_PORT_POSTGRES = "postgresql://postgres@127.0.0.1:1/messaging"
@@ -101,7 +102,7 @@ def test_a_new_message_is_stored_pending_and_answered_with_201(client, db):
 
 @pytest.mark.parametrize(
     "content",
-    ["x", "x" * 160, "😀" * 160, "line one\nline two", "  ", "İstanbul çğüşö", "\u200b"],
+    ["x", "x" * 160, "😀" * 160, "line one\nline two", " padded ", "İstanbul çğüşö", "\u200b"],
     ids=["one", "160-ascii", "160-emoji", "newline", "spaces", "turkish", "zero-width"],
 )
 def test_content_of_1_to_160_characters_of_any_script_is_accepted(client, db, content):
@@ -389,6 +390,9 @@ def test_the_sent_list_answers_the_seed_shape_and_content(client, make_message):
             "last_error": None,
             "created_at": body["data"][0]["created_at"],
             "sent_at": "2026-11-28T09:02:00+00:00",
+            "send_at": None,
+            "encoding": "GSM-7",
+            "segments": 1,
         }
     ]
     assert ISO_UTC.match(body["data"][0]["created_at"])
@@ -643,7 +647,7 @@ def test_status_shows_the_switch_schedule_and_counts(make_app, make_message):
         "enabled": False,
         "interval_seconds": 0.5,
         "batch_size": 7,
-        "counts": {"pending": 3, "sending": 1, "sent": 2, "failed": 0},
+        "counts": {"pending": 3, "sending": 1, "sent": 2, "failed": 0, "canceled": 0},
     }
 
 
@@ -834,6 +838,9 @@ CALLS = {
     ("post", "/messaging/messages"),
     ("get", "/messaging/messages/{message_id}"),
     ("post", "/messaging/messages/{message_id}/retry"),
+    ("post", "/messaging/messages/{message_id}/cancel"),
+    ("get", "/messaging/messages/{message_id}/attempts"),
+    ("post", "/messaging/failed/retry"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
@@ -847,6 +854,9 @@ ERRORS_BY_CALL = {
     ("post", "/messaging/messages"): {"401", "413", "422", "503"},
     ("get", "/messaging/messages/{message_id}"): {"401", "404", "503"},
     ("post", "/messaging/messages/{message_id}/retry"): {"401", "404", "409", "413", "503"},
+    ("post", "/messaging/messages/{message_id}/cancel"): {"401", "404", "409", "413", "503"},
+    ("get", "/messaging/messages/{message_id}/attempts"): {"400", "401", "404", "503"},
+    ("post", "/messaging/failed/retry"): {"401", "413", "422", "503"},
 }
 
 
@@ -897,7 +907,8 @@ def test_the_documented_body_is_the_schema_that_validates_it(document):
     new = document["components"]["schemas"]["NewMessage"]
 
     assert body["schema"] == {"$ref": "#/components/schemas/NewMessage"}
-    assert body["example"] == {"recipient_phone_number": PHONE, "content": "Your verification code is 482913."}
+    assert body["examples"]["now"]["value"] == {"recipient_phone_number": PHONE, "content": "Your verification code is 482913."}
+    assert set(body["examples"]["scheduled"]["value"]) == {"recipient_phone_number", "content", "send_at"}
     assert sorted(new["required"]) == ["content", "recipient_phone_number"]
     assert new["additionalProperties"] is False
     assert new["properties"]["content"]["maxLength"] == 160 and new["properties"]["content"]["minLength"] == 1
@@ -941,7 +952,7 @@ def test_every_message_field_is_documented_as_always_present(document):
     message = document["components"]["schemas"]["Message"]
 
     assert set(message["properties"]) == set(message["required"]) == MESSAGE_FIELDS
-    assert message["properties"]["status"]["enum"] == ["pending", "sent", "failed", "sending"]
+    assert message["properties"]["status"]["enum"] == ["pending", "sent", "failed", "sending", "canceled"]
     assert all("example" in spec for spec in message["properties"].values())
 
 

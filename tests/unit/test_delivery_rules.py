@@ -73,7 +73,7 @@ class FakeRecords:
         row.started = True
         return Outgoing(message_id, "hi", "+905551111111", row.attempts)
 
-    def mark_sent(self, message_id, token, sent_at, webhook_message_id, *, attempted) -> bool:
+    def mark_sent(self, message_id, token, sent_at, webhook_message_id, *, attempted, attempt=None) -> bool:
         self.calls.append("mark_sent")
         self._blip()
         row = self._ours(message_id, token)
@@ -83,7 +83,7 @@ class FakeRecords:
         row.attempts += int(attempted)
         return True
 
-    def record_failed_attempt(self, message_id, token, *, error, retry_in_seconds, max_attempts, final):
+    def record_failed_attempt(self, message_id, token, *, error, retry_in_seconds, max_attempts, final, attempt=None):
         self._blip()
         row = self._ours(message_id, token)
         if row is None:

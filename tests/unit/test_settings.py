@@ -102,3 +102,11 @@ def test_a_password_never_reaches_a_repr_or_an_error():
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({"DATABASE_URL": "mysql://u:hunter2@db/x"})
     assert "hunter2" not in str(raised.value)
+
+
+def test_attempts_are_kept_30_days_unless_attempt_retention_days_says_otherwise():
+    assert Settings.from_env({}).attempt_retention_days == 30
+    assert Settings.from_env({"ATTEMPT_RETENTION_DAYS": "7"}).attempt_retention_days == 7
+    for bad in ("0", "1.5", "forever"):
+        with pytest.raises(SettingsError, match="ATTEMPT_RETENTION_DAYS"):
+            Settings.from_env({"ATTEMPT_RETENTION_DAYS": bad})

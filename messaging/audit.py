@@ -1,0 +1,152 @@
+"""`python -m messaging audit`: do PostgreSQL, the Redis delivery cache and the metrics agree?
+
+Three checks, one report line each; any disagreement makes the command exit 1.
+
+1. Cached deliveries: every `messaging:sent:<id>` key (read with SCAN, never KEYS) names a
+   message PostgreSQL has as `sent`. One still `sending` passes: a worker writes the cache
+   first and PostgreSQL next, so that is a delivery being recorded (check 2 catches one stuck).
+2. Claims: nothing is in `sending` longer than CLAIM_TIMEOUT_SECONDS. Stale claims go back to
+   pending when a batch runs, once per SEND_INTERVAL_SECONDS, so a claim fails the check when
+   the claim and its send (if begun) are older than the timeout plus one interval.
+3. Counts: the delivery counters in Redis (metrics.Recorder) are cumulative: they outlive
+   rows (a TRUNCATE, a deleted message), and Redis can lose them, together with the time they
+   began (`messaging:metrics:since`, set again by the first batch after that). So the check
+   runs one way, over the time both cover: every message PostgreSQL records as sent by this
+   service (attempts > 0) with sent_at at or after that time was counted, that is
+       sent in PostgreSQL since then <= deliveries{sent} + deliveries{already_sent}.
+   Counting more than PostgreSQL holds is normal (rows deleted since; a message counted when
+   POSTed and again when a later claim found it in the cache). Counting fewer means a delivery
+   was not counted, or Redis came back from a snapshot older than PostgreSQL's rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import redis
+from psycopg_pool import ConnectionPool
+
+from messaging import cache, db, metrics, store
+from messaging.errors import MessagingError
+from messaging.models import Status
+from messaging.settings import Settings
+
+SCAN_BATCH = 1000
+SHOWN = 5  # disagreeing ids named in a report line
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Report:
+    counts: dict[Status, int]
+    checks: list[Check]
+
+    @property
+    def clean(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def lines(self) -> list[str]:
+        totals = ", ".join(f"{status.label} {total}" for status, total in self.counts.items())
+        verdict = "clean" if self.clean else "DISAGREEMENT (exit 1)"
+        return [f"postgresql: {sum(self.counts.values())} messages ({totals})", *(c.line() for c in self.checks), f"audit: {verdict}"]
+
+
+def run(pool: ConnectionPool, client: redis.Redis, settings: Settings) -> Report:
+    """Run the three checks against PostgreSQL and Redis."""
+    stale_after = settings.claim_timeout_seconds + settings.send_interval_seconds
+    return Report(
+        store.count_by_status(pool),
+        [cached_deliveries(pool, client), stale_claims(pool, stale_after), counts(pool, client)],
+    )
+
+
+def cached_deliveries(pool: ConnectionPool, client: redis.Redis) -> Check:
+    """Every cached delivery is a message PostgreSQL has as sent (or is recording: `sending`)."""
+    checked, wrong = 0, []
+    for keys in _batches(_sent_keys(client), SCAN_BATCH):
+        checked += len(keys)
+        ids = {}
+        for key in keys:
+            try:
+                ids[UUID(key.removeprefix(cache.SENT_KEY_PREFIX))] = key
+            except ValueError:
+                wrong.append(f"{key} (not a message id)")
+        known = store.statuses(pool, list(ids))
+        for message_id in ids:
+            status = known.get(message_id)
+            if status not in (Status.SENT, Status.SENDING):
+                wrong.append(f"{message_id} ({status.label if status is not None else 'not in postgresql'})")
+    if wrong:
+        return Check("cached deliveries", False, f"{len(wrong)} of {checked} not sent in postgresql: {_some(wrong)}")
+    return Check("cached deliveries", True, f"{checked}, each sent in postgresql")
+
+
+def stale_claims(pool: ConnectionPool, older_than_seconds: float) -> Check:
+    """No claim outlived the timeout by more than the interval of the batch that returns it."""
+    total, oldest = store.stale_claims(pool, older_than_seconds)
+    limit = f"{older_than_seconds:g} s (claim timeout + send interval)"
+    if total:
+        return Check("claims", False, f"{total} in sending for over {limit}, the oldest claimed at {oldest.isoformat()}")
+    return Check("claims", True, f"none in sending for over {limit}")
+
+
+def counts(pool: ConnectionPool, client: redis.Redis) -> Check:
+    """Every delivery PostgreSQL recorded since the counters began was counted (see the module's docstring)."""
+    with cache.wrap_errors():
+        since_text, deliveries = client.get(metrics.SINCE_KEY), client.hgetall(metrics.DELIVERIES_KEY)
+    if since_text is None:
+        return Check("counts", True, "no counters yet (no batch has run since Redis began)")
+    since = datetime.fromisoformat(since_text)
+    counted = {outcome: int(deliveries.get(outcome, 0)) for outcome in ("sent", "already_sent")}
+    recorded = store.count_sent_since(pool, since)
+    detail = (
+        f"{recorded} sent in postgresql since {since.isoformat()}, "
+        f"{sum(counted.values())} counted (sent {counted['sent']}, already_sent {counted['already_sent']})"
+    )
+    return Check("counts", recorded <= sum(counted.values()), detail)
+
+
+def main(settings: Settings) -> int:
+    """The command: print the report; 0 when clean, 1 on a disagreement or an unreachable service."""
+    pool = db.create_pool(settings.database_url, max_size=2, name="audit")
+    client = cache.create_client(settings.redis_url)
+    try:
+        report = run(pool, client, settings)
+    except MessagingError as error:
+        print(f"audit failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+        pool.close()
+    print("\n".join(report.lines()))
+    return 0 if report.clean else 1
+
+
+def _sent_keys(client: redis.Redis) -> Iterator[str]:
+    with cache.wrap_errors():
+        yield from client.scan_iter(match=f"{cache.SENT_KEY_PREFIX}*", count=SCAN_BATCH)
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _some(items: list[str]) -> str:
+    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more

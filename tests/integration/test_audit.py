@@ -1,0 +1,149 @@
+"""`python -m messaging audit`: clean when PostgreSQL, the delivery cache and the metrics agree,
+and each kind of disagreement found and named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+
+from messaging import audit, delivery
+from messaging.cache import sent_key
+from messaging.metrics import DELIVERIES_KEY, SINCE_KEY
+from messaging.models import Status
+from tests.stack import environment
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def client(settings):
+    opened = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def counters_began(client):
+    """The counters began an hour ago."""
+    client.set(SINCE_KEY, (NOW - timedelta(hours=1)).isoformat())
+
+
+def sent(make_message, client, *, counted: bool = True):
+    """A message sent, cached and counted as a worker leaves it."""
+    message_id = make_message(sending_status=Status.SENT, sent_at=NOW, attempts=1, webhook_message_id="wh")
+    client.set(sent_key(message_id), '{"messageId": "wh"}')
+    if counted:
+        client.hincrby(DELIVERIES_KEY, "sent", 1)
+    return message_id
+
+
+def checks(runtime, client, settings) -> dict[str, audit.Check]:
+    return {check.name: check for check in audit.run(runtime.pool, client, settings).checks}
+
+
+def test_agreeing_stores_are_clean(runtime, client, settings, make_message, counters_began):
+    for _ in range(3):
+        sent(make_message, client)
+    make_message()  # pending
+    make_message(sending_status=Status.SENDING, claimed_at=datetime.now(timezone.utc), claim_token=uuid.uuid4())  # a fresh claim
+    report = audit.run(runtime.pool, client, settings)
+    assert report.clean, report.lines()
+    assert report.lines()[-1] == "audit: clean"
+
+
+@pytest.mark.parametrize("status", [Status.FAILED, Status.PENDING, Status.CANCELED], ids=lambda s: s.label)
+def test_a_cached_delivery_postgresql_does_not_have_as_sent_is_named(runtime, client, settings, make_message, status):
+    sent(make_message, client)
+    wrong = make_message(sending_status=status)
+    client.set(sent_key(wrong), "{}")
+    check = checks(runtime, client, settings)["cached deliveries"]
+    assert not check.ok
+    assert check.detail == f"1 of 2 not sent in postgresql: {wrong} ({status.label})"
+
+
+def test_a_cached_delivery_of_an_unknown_message_or_a_foreign_key_is_named(runtime, client, settings):
+    unknown = uuid.uuid4()
+    client.set(sent_key(unknown), "{}")
+    client.set(sent_key("junk"), "{}")
+    check = checks(runtime, client, settings)["cached deliveries"]
+    assert not check.ok and f"{unknown} (not in postgresql)" in check.detail and "messaging:sent:junk (not a message id)" in check.detail
+
+
+def test_a_delivery_being_recorded_passes(runtime, client, settings, make_message):
+    now = datetime.now(timezone.utc)
+    recording = make_message(sending_status=Status.SENDING, claimed_at=now, sending_started_at=now, claim_token=uuid.uuid4())
+    client.set(sent_key(recording), "{}")
+    assert checks(runtime, client, settings)["cached deliveries"].ok
+
+
+def test_every_cached_delivery_is_read_with_scan_in_batches(runtime, client, settings, make_message):
+    ids = [sent(make_message, client) for _ in range(5)]
+    client.set(sent_key(ids[0]).replace("sent", "other"), "{}")  # not a delivery key
+
+    class NoKeys(redis.Redis):
+        def keys(self, *args, **kwargs):
+            raise AssertionError("KEYS blocks Redis; the audit must SCAN")
+
+    scanning = NoKeys.from_url(settings.redis_url, decode_responses=True)
+    assert checks(runtime, scanning, settings)["cached deliveries"].detail == "5, each sent in postgresql"
+    scanning.close()
+
+
+def test_a_claim_past_the_timeout_and_the_batch_interval_is_named(runtime, client, settings, make_message):
+    allowed = settings.claim_timeout_seconds + settings.send_interval_seconds
+    now = datetime.now(timezone.utc)
+    make_message(sending_status=Status.SENDING, claimed_at=now - timedelta(seconds=allowed - 60), claim_token=uuid.uuid4())
+    assert checks(runtime, client, settings)["claims"].ok
+    stuck = now - timedelta(seconds=allowed + 5)
+    make_message(sending_status=Status.SENDING, claimed_at=stuck, sending_started_at=stuck, claim_token=uuid.uuid4())
+    check = checks(runtime, client, settings)["claims"]
+    assert not check.ok and check.detail.startswith("1 in sending for over")
+
+
+def test_a_delivery_recorded_but_not_counted_is_a_disagreement(runtime, client, settings, make_message, counters_began):
+    sent(make_message, client)
+    sent(make_message, client, counted=False)
+    check = checks(runtime, client, settings)["counts"]
+    assert not check.ok
+    assert check.detail.startswith("2 sent in postgresql since") and "1 counted (sent 1, already_sent 0)" in check.detail
+
+
+def test_counts_that_outlive_rows_or_predate_the_counters_pass(runtime, client, settings, make_message, counters_began):
+    client.hincrby(DELIVERIES_KEY, "sent", 50)  # rows since deleted
+    client.hincrby(DELIVERIES_KEY, "already_sent", 1)
+    make_message(sending_status=Status.SENT, sent_at=NOW - timedelta(days=1), attempts=1)  # before the counters
+    make_message(sending_status=Status.SENT, sent_at=NOW)  # a seed row: sent, never POSTed here
+    assert checks(runtime, client, settings)["counts"].ok
+
+
+def test_the_first_batch_marks_when_the_counters_began_and_later_ones_keep_it(runtime, client):
+    delivery.run_batch(runtime.ports, lambda claims: None)
+    began = client.get(SINCE_KEY)
+    assert datetime.fromisoformat(began) <= datetime.now(timezone.utc)
+    delivery.run_batch(runtime.ports, lambda claims: None)
+    assert client.get(SINCE_KEY) == began
+
+
+def test_the_command_prints_the_report_and_exits_1_on_a_disagreement(database_url, redis_url, client, make_message):
+    env = environment(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    command = [sys.executable, "-m", "messaging", "audit"]
+    clean = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout.splitlines()[-1] == "audit: clean"
+
+    client.set(sent_key(make_message()), "{}")
+    found = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert found.returncode == 1
+    assert "FAIL  cached deliveries: 1 of 1 not sent in postgresql" in found.stdout
+
+
+def test_the_command_exits_1_naming_an_unreachable_service(database_url):
+    env = environment(DATABASE_URL=database_url, REDIS_URL="redis://127.0.0.1:1/0")
+    result = subprocess.run([sys.executable, "-m", "messaging", "audit"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "audit failed: redis is unavailable" in result.stderr
