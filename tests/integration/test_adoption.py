@@ -111,7 +111,8 @@ def test_one_of_our_databases_keeps_its_rows_and_claims_through_the_adoption_mig
         before = rows_of(ours)
         result = run_migrate(ours)
         after = rows_of(ours)
-        assert after[claimed] == before[claimed], "a claim in flight is left alone"
+        kept = {column: after[claimed][column] for column in before[claimed]}  # later migrations add columns
+        assert kept == before[claimed], "a claim in flight is left alone"
         assert after[seed_style_sent]["sent_at"] == T0 + timedelta(minutes=2)
         notices = [line for line in result.stderr.splitlines() if "migration_notice" in line]
         assert len(notices) == 1 and "sent messages without sent_at: 1;" in notices[0], "only what it did, no server chatter"

@@ -95,7 +95,7 @@ def test_only_the_sent_list_changes_shape(seed_client, make_message):
     make_message(sending_status=Status.FAILED)
     assert set(seed_client.get("/messaging/failed?limit=1").get_json()) == {"data", "pagination"}
     assert set(seed_client.get("/messaging/failed?limit=0").get_json()) == {"error"}
-    assert set(seed_client.get("/messaging/status").get_json()["counts"]) == {"pending", "sending", "sent", "failed"}
+    assert set(seed_client.get("/messaging/status").get_json()["counts"]) == {"pending", "sending", "sent", "failed", "canceled"}
     assert set(seed_client.post("/messaging/sent").get_json()) == {"error"}, "405: not the GET call"
 
 

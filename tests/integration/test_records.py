@@ -320,7 +320,7 @@ def test_a_delivery_keeps_its_attempt_with_the_providers_answer(runtime, make_me
     message_id = make_message()
     [claim] = store.claim_due(runtime.pool, 1)
     before = datetime.now(timezone.utc)
-    assert delivery.deliver(runtime.ports, message_id, claim.token) is delivery.Outcome.SENT
+    assert delivery.deliver(runtime.ports, message_id, claim.token).outcome is delivery.Outcome.SENT
     [kept] = attempt_rows(db, message_id)
     assert (kept["attempt"], kept["trigger"], kept["http_status"], kept["error_class"]) == (1, "scheduled", 202, None)
     assert before <= kept["started_at"] <= datetime.now(timezone.utc)
@@ -333,7 +333,7 @@ def test_a_refused_attempt_and_the_retry_after_it_are_both_kept(runtime, make_me
     message_id = make_message()
     for outcome in (delivery.Outcome.RETRY_LATER, delivery.Outcome.SENT):
         [claim] = store.claim_due(runtime.pool, 1)
-        assert delivery.deliver(runtime.ports, message_id, claim.token) is outcome
+        assert delivery.deliver(runtime.ports, message_id, claim.token).outcome is outcome
     failed, sent = attempt_rows(db, message_id)
     assert (failed["attempt"], failed["trigger"], failed["http_status"], failed["error_class"]) == (1, "scheduled", 503, "http_status")
     assert failed["retry_after_seconds"] == 0 and failed["answer"]
@@ -345,7 +345,7 @@ def test_an_attempt_that_got_no_answer_has_no_status(settings, make_message, db)
     try:
         message_id = make_message()
         [claim] = store.claim_due(closed.pool, 1)
-        assert delivery.deliver(closed.ports, message_id, claim.token) is delivery.Outcome.RETRY_LATER
+        assert delivery.deliver(closed.ports, message_id, claim.token).outcome is delivery.Outcome.RETRY_LATER
     finally:
         closed.close()
     [kept] = attempt_rows(db, message_id)
@@ -356,5 +356,5 @@ def test_a_delivery_found_in_the_cache_posts_nothing_and_keeps_no_attempt(runtim
     message_id = make_message()
     runtime.cache.remember_sent(message_id, "wh-early", NOW)
     [claim] = store.claim_due(runtime.pool, 1)
-    assert delivery.deliver(runtime.ports, message_id, claim.token) is delivery.Outcome.ALREADY_SENT
+    assert delivery.deliver(runtime.ports, message_id, claim.token).outcome is delivery.Outcome.ALREADY_SENT
     assert attempt_rows(db, message_id) == [] and receiver.deliveries() == []
