@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+from typing import IO
+
 from celery import Celery
-from flask import Flask, Response, current_app, request
+from flask import Flask, Request, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
 
 from messaging.runtime import Runtime
 from messaging.settings import Settings
@@ -18,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.request_class = BoundedRequest
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         API_TITLE="Messaging service",
@@ -58,9 +63,29 @@ def _celery_producer(settings: Settings) -> Celery:
     return producer
 
 
+class BoundedRequest(Request):
+    """A request whose body over MAX_BODY_BYTES answers 413 however it is framed.
+
+    A chunked body has no length to check first, and werkzeug stops reading it at the limit
+    without saying so: the rest is cut off, and a cut body may still parse. Here it is read up
+    to one byte past the limit, never more, and refused if that byte is there.
+    """
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        if self.content_length is not None or not self.environ.get("wsgi.input_terminated"):
+            return super().stream
+        body = self.input_stream.read(MAX_BODY_BYTES + 1)  # the server ends the stream at the last chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
+        return io.BytesIO(body)
+
+
 def _refuse_large_body() -> None:
-    """413 for any call whose declared body is too large, not only for those that read it."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    """413 for any call whose body is too large, not only for those that read it."""
+    if request.content_length is None:
+        request.get_data()  # a chunked body, if any: read here (see BoundedRequest) and kept for the view
+    elif request.content_length > MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -57,6 +59,38 @@ def get(path: bytes, *headers: bytes) -> bytes:
     return b"GET " + path + b" HTTP/1.1\r\nHost: api\r\n" + b"".join(h + b"\r\n" for h in headers) + b"Connection: close\r\n\r\n"
 
 
+def chunked_post(path: bytes) -> bytes:
+    return (
+        b"POST " + path + b" HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+VALID_BODY = json.dumps({"recipient_phone_number": "+905321234567", "content": "hi"}).encode()
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one answer, read by its Content-Length (the server may still be draining)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or pytest.fail(f"closed before an answer: {data!r}")
+    head, body = data.split(b"\r\n\r\n", 1)
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536) or pytest.fail("closed inside the body")
+    return int(status_line.split()[1]), headers, body
+
+
+def count_messages(db) -> int:
+    return db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"]
+
+
 def raw_controls(text: str) -> list[str]:
     return [c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c != "\n"]
 
@@ -87,3 +121,56 @@ def test_control_characters_in_a_path_never_reach_the_access_log_raw(api, escape
     log = api.process.log()
     assert raw_controls(log) == []
     assert not any(line.startswith("event=delivery") for line in log.splitlines()), "no forged line"
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("chunks", "status"),
+    [
+        ([b" " * 100_000, VALID_BODY], 413),
+        ([VALID_BODY, b" " * 65_536], 413),
+        ([VALID_BODY[:10], VALID_BODY[10:]], 201),
+    ],
+    ids=["100-kb-of-spaces-first", "json-then-64-kib-of-spaces", "small-json-in-two-chunks"],
+)
+def test_a_chunked_body_over_64_kib_answers_413_and_stores_nothing(api, db, chunks, status):
+    answer = api.send(chunked_post(b"/messaging/messages") + b"".join(chunk(c) for c in chunks) + LAST_CHUNK)
+
+    assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:300]
+    assert count_messages(db) == (1 if status == 201 else 0)
+    if status == 413:
+        assert b'"code":"request_entity_too_large"' in answer
+
+
+def test_a_20_mb_chunked_body_is_refused_after_64_kib_without_waiting_for_the_rest(api, db):
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+
+        def send_body() -> None:
+            try:
+                sock.sendall(chunked_post(b"/messaging/messages") + chunk(VALID_BODY))
+                for _ in range(20 * 16):
+                    sock.sendall(chunk(b" " * 65_536))
+                sock.sendall(LAST_CHUNK)
+            except OSError:
+                pass  # the server closes once it has answered and drained a little
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        status, headers, body = read_answer(sock)
+        sock.shutdown(socket.SHUT_RDWR)
+        sender.join(10)
+
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "request_entity_too_large"
+    assert count_messages(db) == 0
+
+
+def test_a_chunked_body_is_answered_413_before_the_client_has_sent_it_all(api):
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(chunked_post(b"/messaging/stop") + chunk(b" " * 70_000))  # no last chunk: the body never ends
+
+        status, _, body = read_answer(sock)
+
+    assert status == 413, body

@@ -229,6 +229,46 @@ def test_any_call_with_a_body_over_64_kib_answers_413_even_if_it_reads_none(clie
     assert cache.get(ENABLED_KEY) is None
 
 
+
+def post_chunked(client: FlaskClient, path: str, body: bytes):
+    """A body as gunicorn hands over a chunked one: no length, the stream ends where the body does."""
+    return client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+VALID_BODY = json.dumps({"recipient_phone_number": PHONE, "content": "hi"}).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b" " * 100_000 + VALID_BODY, VALID_BODY + b" " * (64 * 1024), b"x" * (20 * 1024 * 1024)],
+    ids=["spaces-before-json", "spaces-after-json", "20-mb"],
+)
+def test_a_chunked_body_over_64_kib_answers_413_however_it_is_laid_out(client, db, body):
+    response = post_chunked(client, "/messaging/messages", body)
+
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "request_entity_too_large"
+    assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 0
+
+
+def test_any_call_with_a_chunked_body_over_64_kib_answers_413_even_if_it_reads_none(client, cache):
+    response = post_chunked(client, "/messaging/stop", b"x" * (64 * 1024 + 1))
+
+    assert response.status_code == 413
+    assert cache.get(ENABLED_KEY) is None
+
+
+def test_a_chunked_body_of_exactly_64_kib_is_read_whole(client):
+    response = post_chunked(client, "/messaging/messages", VALID_BODY + b" " * (64 * 1024 - len(VALID_BODY)))
+
+    assert response.status_code == 201
+
 # --- GET /messaging/messages/<id> ---------------------------------------------------------
 
 
