@@ -7,7 +7,8 @@ from typing import IO
 
 from celery import Celery
 from flask import Flask, Request, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
 from messaging.runtime import Runtime
@@ -75,7 +76,11 @@ class BoundedRequest(Request):
     def stream(self) -> IO[bytes]:
         if self.content_length is not None or not self.environ.get("wsgi.input_terminated"):
             return super().stream
-        body = self.input_stream.read(MAX_BODY_BYTES + 1)  # the server ends the stream at the last chunk
+        try:
+            body = self.input_stream.read(MAX_BODY_BYTES + 1)  # the server ends the stream at the last chunk
+        except (OSError, ValueError, ParseException) as error:
+            # gunicorn decodes the chunks as they are read, so a malformed one raises here.
+            raise BadRequest("Malformed chunked request body.") from error
         if len(body) > MAX_BODY_BYTES:
             raise RequestEntityTooLarge()
         return io.BytesIO(body)

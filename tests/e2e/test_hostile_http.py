@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 
+from messaging.cache import ENABLED_KEY
 from tests.helpers import wait_for
 from tests.stack import Process, Stack, environment, free_port
 
@@ -174,3 +176,58 @@ def test_a_chunked_body_is_answered_413_before_the_client_has_sent_it_all(api):
         status, _, body = read_answer(sock)
 
     assert status == 413, body
+
+
+@pytest.mark.parametrize("path", [b"/messaging/messages", b"/messaging/stop"])
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\n", b"5\r\nabc\r\n0\r\n\r\n", b"5;a=\x01\r\nabcde\r\n0\r\n\r\n", b"3\r\nabc\r\n0\r\nX: \x01\r\n\r\n"],
+    ids=["bad-size", "short-chunk", "bad-extension", "bad-trailer"],
+)
+def test_a_malformed_chunked_body_answers_400_json_and_changes_nothing(api, db, redis_url, path, body):
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(chunked_post(path) + body)
+        status, headers, answer = read_answer(sock)
+
+    assert status == 400 and headers["content-type"] == "application/json", answer
+    assert json.loads(answer)["error"]["code"] == "bad_request"
+    assert count_messages(db) == 0
+    assert redis.Redis.from_url(redis_url).get(ENABLED_KEY) is None
+
+
+# --- what gunicorn refuses itself ----------------------------------------------------------
+
+# The README lists these answers as the only ones that are not JSON: gunicorn writes them before
+# the request reaches the app, and has no setting for their body.
+GUNICORN_REFUSALS = {
+    "uri-over-4094-bytes": (b"GET /" + b"a" * 4095 + b" HTTP/1.1", (), 414),
+    "raw-non-ascii-byte-in-the-request-line": (b"GET /messaging/\xff HTTP/1.1", (), 400),
+    "control-byte-in-the-request-line": (b"GET /messaging/a\x1bb HTTP/1.1", (), 400),
+    "bad-http-version": (b"GET / HTTP/9.9", (), 400),
+    "control-byte-in-a-header": (b"GET /health HTTP/1.1", (b"X-Forged: a\x1b[2Jevent=delivery",), 400),
+    "obsolete-line-folding": (b"GET /health HTTP/1.1", (b"X-A: a\r\n b",), 400),
+    "length-and-chunked": (b"POST /messaging/stop HTTP/1.1", (b"Content-Length: 5", b"Transfer-Encoding: chunked"), 400),
+    "header-over-8190-bytes": (b"GET /health HTTP/1.1", (b"X-A: " + b"a" * 8190,), 431),
+    "more-than-100-headers": (b"GET /health HTTP/1.1", tuple(b"X-%d: a" % n for n in range(101)), 431),
+    "unknown-expectation": (b"POST /messaging/stop HTTP/1.1", (b"Expect: teapot", b"Content-Length: 0"), 417),
+}
+
+
+@pytest.mark.parametrize(("line", "headers", "status"), GUNICORN_REFUSALS.values(), ids=GUNICORN_REFUSALS.keys())
+def test_requests_gunicorn_refuses_get_its_own_html_answer_and_reach_nothing(api, redis_url, line, headers, status):
+    request = line + b"\r\nHost: api\r\n" + b"".join(h + b"\r\n" for h in headers) + b"Connection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+        sock.sendall(request)
+        answered, answer_headers, _ = read_answer(sock)
+
+    assert answered == status
+    assert answer_headers["content-type"] == "text/html"
+    assert redis.Redis.from_url(redis_url).get(ENABLED_KEY) is None
+    assert raw_controls(api.process.log()) == []
+
+
+def test_a_uri_just_under_gunicorns_limit_reaches_the_app_and_answers_json(api):
+    answer = api.send(get(b"/" + b"a" * 4000))
+
+    assert answer.startswith(b"HTTP/1.1 404 ")
+    assert b"Content-Type: application/json" in answer
