@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api import close_app, create_app, cursors
+from api.schemas import NewMessageSchema
 from messaging.cache import ENABLED_KEY, sent_key
 from messaging.models import Status
 from tests.helpers import wait_for
@@ -115,8 +116,8 @@ def test_a_new_message_is_stored_pending_and_answered_with_201(client, db):
 
 @pytest.mark.parametrize(
     "content",
-    ["x", "x" * 160, "😀" * 160, "line one\nline two", "  ", "İstanbul çğüşö", "\u200b"],
-    ids=["one", "160-ascii", "160-emoji", "newline", "spaces", "turkish", "zero-width"],
+    ["x", "x" * 160, "😀" * 160, "line one\nline two", "  x  ", "İstanbul çğüşö", "\u200b"],
+    ids=["one", "160-ascii", "160-emoji", "newline", "spaces-around", "turkish", "zero-width"],
 )
 def test_content_of_1_to_160_characters_of_any_script_is_accepted(client, db, content):
     response = client.post("/messaging/messages", json={"recipient_phone_number": PHONE, "content": content})
@@ -124,6 +125,16 @@ def test_content_of_1_to_160_characters_of_any_script_is_accepted(client, db, co
     assert response.status_code == 201, response.get_json()
     assert row(db, UUID(response.get_json()["id"]))["content"] == content
 
+
+
+BLANKS = "".join(chr(code) for code in range(0x110000) if chr(code).isspace())
+
+
+@given(st.text(alphabet=st.sampled_from(BLANKS + "a\x00\u200b\ufeff"), max_size=12))
+def test_content_is_refused_exactly_when_it_is_only_whitespace_or_holds_nul(content):
+    errors = NewMessageSchema().validate({"recipient_phone_number": PHONE, "content": content})
+
+    assert ("content" in errors) == (content.isspace() or not content or "\x00" in content)
 
 @pytest.mark.parametrize(
     "phone", ["+14155552671", "+12345678", "+123456789012345"], ids=["us", "8-digits", "15-digits"]
@@ -139,6 +150,8 @@ INVALID_FIELDS = [
     ({"recipient_phone_number": PHONE}, "content", "missing content"),
     ({"recipient_phone_number": PHONE, "content": ""}, "content", "empty content"),
     ({"recipient_phone_number": PHONE, "content": "x" * 161}, "content", "161 characters"),
+    ({"recipient_phone_number": PHONE, "content": "  "}, "content", "spaces only"),
+    ({"recipient_phone_number": PHONE, "content": "\t\n\r\x0b\x0c\x1c\x85\xa0\u2028\u3000"}, "content", "whitespace only"),
     ({"recipient_phone_number": PHONE, "content": 5}, "content", "number content"),
     ({"recipient_phone_number": PHONE, "content": None}, "content", "null content"),
     ({"recipient_phone_number": PHONE, "content": ["hi"]}, "content", "list content"),
