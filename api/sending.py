@@ -15,6 +15,10 @@ from messaging.logs import fields
 
 log = logging.getLogger(__name__)
 
+STARTED = "Sending started; a batch runs now."
+STARTED_WITHOUT_BATCH = "Sending started; the broker is unreachable, so the first batch runs at the next interval."
+ALREADY_ON = "Sending was already on; nothing changed."
+
 blp = Blueprint("sending", __name__, url_prefix="/messaging", description="Start and stop sending.")
 
 
@@ -22,16 +26,17 @@ blp = Blueprint("sending", __name__, url_prefix="/messaging", description="Start
 @blp.response(200, SwitchSchema, description="Sending is enabled.")
 @messaging_call(blp, 413, needs=("redis",))
 def start():
-    """Start sending, and run one batch at once.
+    """Start sending; when it was stopped, run one batch at once.
 
-    Idempotent: starting again is fine. From then on a batch runs every
-    `SEND_INTERVAL_SECONDS`.
+    Idempotent: while sending is on, starting again changes nothing (API calls never
+    raise the send rate). From then on a batch runs every `SEND_INTERVAL_SECONDS`.
     """
-    runtime().cache.set_enabled(True)
+    if not runtime().cache.switch_on():
+        return {"enabled": True, "message": ALREADY_ON}
     log.info("event=sending_started")
     if _run_batch_now():
-        return {"enabled": True, "message": "Sending started; a batch runs now."}
-    return {"enabled": True, "message": "Sending started; the broker is unreachable, so the first batch runs at the next interval."}
+        return {"enabled": True, "message": STARTED}
+    return {"enabled": True, "message": STARTED_WITHOUT_BATCH}
 
 
 @blp.route("/stop", methods=["POST"])

@@ -61,6 +61,12 @@ class Cache:
         with wrap_errors():
             self.client.set(ENABLED_KEY, "1" if enabled else "0")
 
+    def switch_on(self) -> bool:
+        """Turn sending on; True only for the one caller that found it off, however many call at once."""
+        with wrap_errors():
+            before = self.client.set(ENABLED_KEY, "1", get=True)  # SET ... GET: one atomic step in Redis
+        return not self._enabled(before)
+
     def remember_sent(
         self, message_id: UUID, webhook_message_id: str | None, sent_at: datetime, pipe: redis.client.Pipeline | None = None
     ) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -11,6 +14,7 @@ from uuid import UUID, uuid4
 
 import pytest
 import redis
+from celery import signals
 from hypothesis import given
 from hypothesis import strategies as st
 from flask import Flask
@@ -18,6 +22,8 @@ from flask.testing import FlaskClient
 
 from api import close_app, create_app, cursors
 from api.schemas import NewMessageSchema
+from api.sending import ALREADY_ON, STARTED
+from messaging import delivery
 from messaging.cache import ENABLED_KEY, sent_key
 from messaging.models import Status
 from tests.helpers import wait_for
@@ -606,6 +612,66 @@ def test_start_enables_sending_and_runs_one_batch_at_once(client, cache, celery_
     wait_for(lambda: {d["key"] for d in receiver.deliveries()} == ids, what="start's batch")
     wait_for(lambda: db.execute("SELECT count(*) AS n FROM messages WHERE sending_status = 1").fetchone()["n"] == 2)
 
+
+
+@pytest.fixture
+def batches() -> Iterator[dict[str, int]]:
+    """Batch tasks published (by the API, in this process) and finished (by the in-process worker)."""
+    seen = {"published": 0, "finished": 0}
+    lock = threading.Lock()
+
+    def published(sender=None, **_):
+        if sender == delivery.BATCH_TASK:
+            with lock:
+                seen["published"] += 1
+
+    def finished(task=None, **_):
+        if task is not None and task.name == delivery.BATCH_TASK:
+            with lock:
+                seen["finished"] += 1
+
+    signals.after_task_publish.connect(published, weak=False)
+    signals.task_postrun.connect(finished, weak=False)
+    yield seen
+    signals.after_task_publish.disconnect(published)
+    signals.task_postrun.disconnect(finished)
+
+
+def test_concurrent_starts_run_one_batch_between_them(make_app, cache, celery_worker, make_message, db, batches):
+    for _ in range(10):
+        make_message()
+    cache.set(ENABLED_KEY, "0")
+    clients = [make_app().test_client() for _ in range(2)]  # two API processes, one Redis
+    ready = threading.Barrier(5)
+
+    def start(n: int) -> dict:
+        ready.wait()
+        return clients[n % 2].post("/messaging/start").get_json()
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(start, range(5)))
+
+    assert all(answer["enabled"] for answer in answers)
+    assert Counter(answer["message"] for answer in answers) == {STARTED: 1, ALREADY_ON: 4}
+    assert batches["published"] == 1
+    wait_for(lambda: batches["finished"] == 1, what="the batch to run")
+    assert db.execute("SELECT count(*) AS n FROM messages WHERE sending_status <> 0").fetchone()["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("switch", "auto_start", "runs_a_batch"),
+    [("1", False, False), (None, True, False), ("0", True, True), (None, False, True)],
+    ids=["on", "unset-auto-start", "off", "unset-no-auto-start"],
+)
+def test_start_runs_a_batch_only_when_sending_was_stopped(make_app, cache, batches, switch, auto_start, runs_a_batch):
+    if switch is not None:
+        cache.set(ENABLED_KEY, switch)
+
+    answer = make_app(auto_start=auto_start).test_client().post("/messaging/start").get_json()
+
+    assert answer == {"enabled": True, "message": STARTED if runs_a_batch else ALREADY_ON}
+    assert batches["published"] == (1 if runs_a_batch else 0)
+    assert cache.get(ENABLED_KEY) == "1"
 
 def test_stop_disables_sending_and_both_can_be_repeated(client, cache):
     for _ in range(2):
