@@ -50,6 +50,10 @@ def on_starting(server):
         sys.exit(2)
     # The app's own event lines (sending_started, ...); forked workers inherit the handler.
     logs.configure(settings.log_level)
+    # Here, in the master, rather than in create_app: once per start, not once per worker.
+    from api.auth import warn_if_open
+
+    warn_if_open(settings)
 
 
 def worker_exit(server, worker):

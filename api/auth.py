@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from flask import request
 
 from api import settings
 from api.errors import error_response
+from messaging.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/messaging"
 
@@ -48,3 +52,12 @@ def _header_bytes(text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace")
+
+
+def warn_if_open(config: Settings) -> None:
+    """One warning at start while API_TOKEN is empty: the API then answers anyone who reaches it."""
+    if not config.api_token:
+        log.warning(
+            "event=api_token_unset API_TOKEN is empty: every /messaging call is open to anyone who can "
+            "reach this port. Set API_TOKEN to require Authorization: Bearer <API_TOKEN>."
+        )
