@@ -11,6 +11,7 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
+from messaging.counts import StatusCounts
 from messaging.runtime import Runtime
 from messaging.settings import Settings
 
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
     )
     app.extensions["messaging.settings"] = settings
-    app.extensions["messaging.runtime"] = Runtime.open(settings, concurrency=8, name="api")
+    app.extensions["messaging.runtime"] = opened = Runtime.open(settings, concurrency=8, name="api")
+    app.extensions["messaging.counts"] = StatusCounts(opened.pool, opened.cache)
     app.extensions["messaging.celery"] = _celery_producer(settings)
 
     # App-wide hooks run before a routing error is raised: a wrong path or method under
@@ -108,6 +110,10 @@ def runtime() -> Runtime:
 
 def settings() -> Settings:
     return current_app.extensions["messaging.settings"]
+
+
+def counts() -> StatusCounts:
+    return current_app.extensions["messaging.counts"]
 
 
 def celery() -> Celery:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, request
 from marshmallow import Schema, fields
 
-from api import auth, runtime
+from api import auth, counts, runtime
 from api.parser import Blueprint
 from messaging import metrics
 from messaging.errors import DependencyUnavailable
@@ -66,8 +66,9 @@ def ready():
 @blp.route("/metrics", methods=["GET"])
 @blp.doc(responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}})
 def prometheus_metrics():
-    """Prometheus metrics: messages by status, deliveries by outcome, webhook latency, batch claims."""
-    body, content_type = metrics.render(runtime(), request.headers.get("Accept"))
+    """Prometheus metrics: messages by status (counted at most a few seconds ago), deliveries by outcome,
+    webhook latency, batch claims."""
+    body, content_type = metrics.render(runtime(), counts(), request.headers.get("Accept"))
     return Response(body, content_type=content_type)
 
 

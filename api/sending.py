@@ -6,11 +6,11 @@ import logging
 
 import kombu.exceptions
 
-from api import celery, runtime, settings
+from api import celery, counts, runtime, settings
 from api.docs import messaging_call
 from api.parser import Blueprint
 from api.schemas import StatusSchema, SwitchSchema
-from messaging import delivery, store
+from messaging import delivery
 from messaging.logs import fields
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,16 @@ def stop():
 @blp.response(200, StatusSchema, description="The switch, the schedule and the counts.")
 @messaging_call(blp, needs=("postgresql", "redis"))
 def status():
-    """Whether sending is on, its schedule, and how many messages are in each status."""
-    counts = store.count_by_status(runtime().pool)
+    """Whether sending is on, its schedule, and how many messages are in each status.
+
+    The counts are at most a few seconds old: one count serves every call in that time.
+    """
+    by_status = counts().get()
     return {
         "enabled": runtime().cache.is_enabled(),
         "interval_seconds": settings().send_interval_seconds,
         "batch_size": settings().send_batch_size,
-        "counts": {status.label: total for status, total in counts.items()},
+        "counts": {status.label: total for status, total in by_status.items()},
     }
 
 

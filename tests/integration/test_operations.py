@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api import close_app, create_app
 from messaging import metrics
+from messaging.counts import StatusCounts
 from messaging.settings import Settings
 from tests.helpers import wait_for
 from tests.stack import BIN, Stack, environment, free_port, wait_until_up
@@ -189,7 +190,8 @@ def test_metrics_answer_with_redis_down_and_say_so(api):
 
 def test_metrics_speak_openmetrics_to_a_scraper_that_asks_for_it(runtime, make_message):
     make_message()
-    body, content_type = metrics.render(runtime, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+    counts = StatusCounts(runtime.pool, runtime.cache)
+    body, content_type = metrics.render(runtime, counts, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
     text = body.decode()
     assert text.endswith("# EOF\n")
