@@ -3,6 +3,8 @@
 import os
 import sys
 
+from gunicorn import glogging
+
 from messaging import logs
 from messaging.errors import SettingsError
 from messaging.settings import Settings
@@ -21,6 +23,24 @@ access_log_format = 'event=http_request method=%(m)s path="%(U)s" status=%(s)s d
 errorlog = "-"
 
 
+class OneLineLogger(glogging.Logger):
+    """gunicorn's logger, keeping each request one log line: a path or header with CR, LF, NUL, ESC
+    or any other character that is not printable is written escaped, never raw."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            log.addFilter(logs.ONE_LINE)  # the error log quotes client text with gunicorn's own words
+
+    def atoms(self, resp, req, environ, request_time):
+        # Escaped before gunicorn escapes quotes: a backslash in a path cannot then unquote a field.
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {name: logs.escape(value) if isinstance(value, str) else value for name, value in atoms.items()}
+
+
+logger_class = OneLineLogger
+
+
 def on_starting(server):
     """Refuse to start on a bad setting, with one line naming it (not a traceback per worker)."""
     try:
@@ -30,6 +50,10 @@ def on_starting(server):
         sys.exit(2)
     # The app's own event lines (sending_started, ...); forked workers inherit the handler.
     logs.configure(settings.log_level)
+    # Here, in the master, rather than in create_app: once per start, not once per worker.
+    from api.auth import warn_if_open
+
+    warn_if_open(settings)
 
 
 def worker_exit(server, worker):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
+from typing import IO
+
 from celery import Celery
-from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Flask, Request, Response, current_app, request
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.utils import cached_property
 
 from messaging import timeouts
+from messaging.counts import StatusCounts
 from messaging.runtime import Runtime
 from messaging.settings import Settings
 
@@ -19,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.request_class = BoundedRequest
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         API_TITLE="Messaging service",
@@ -30,7 +37,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
     )
     app.extensions["messaging.settings"] = settings
-    app.extensions["messaging.runtime"] = Runtime.open(settings, concurrency=8, name="api")
+    app.extensions["messaging.runtime"] = opened = Runtime.open(settings, concurrency=8, name="api")
+    app.extensions["messaging.counts"] = StatusCounts(opened.pool, opened.cache)
     app.extensions["messaging.celery"] = _celery_producer(settings)
 
     # App-wide hooks run before a routing error is raised: a wrong path or method under
@@ -64,9 +72,33 @@ def _celery_producer(settings: Settings) -> Celery:
     return producer
 
 
+class BoundedRequest(Request):
+    """A request whose body over MAX_BODY_BYTES answers 413 however it is framed.
+
+    A chunked body has no length to check first, and werkzeug stops reading it at the limit
+    without saying so: the rest is cut off, and a cut body may still parse. Here it is read up
+    to one byte past the limit, never more, and refused if that byte is there.
+    """
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        if self.content_length is not None or not self.environ.get("wsgi.input_terminated"):
+            return super().stream
+        try:
+            body = self.input_stream.read(MAX_BODY_BYTES + 1)  # the server ends the stream at the last chunk
+        except (OSError, ValueError, ParseException) as error:
+            # gunicorn decodes the chunks as they are read, so a malformed one raises here.
+            raise BadRequest("Malformed chunked request body.") from error
+        if len(body) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
+        return io.BytesIO(body)
+
+
 def _refuse_large_body() -> None:
-    """413 for any call whose declared body is too large, not only for those that read it."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    """413 for any call whose body is too large, not only for those that read it."""
+    if request.content_length is None:
+        request.get_data()  # a chunked body, if any: read here (see BoundedRequest) and kept for the view
+    elif request.content_length > MAX_BODY_BYTES:
         raise RequestEntityTooLarge()
 
 
@@ -84,6 +116,10 @@ def runtime() -> Runtime:
 
 def settings() -> Settings:
     return current_app.extensions["messaging.settings"]
+
+
+def counts() -> StatusCounts:
+    return current_app.extensions["messaging.counts"]
 
 
 def celery() -> Celery:

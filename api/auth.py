@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from flask import request
 
 from api import settings
 from api.errors import error_response
+from messaging.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/messaging"
 
@@ -18,11 +22,7 @@ def require_token():
     It runs before routing errors are raised, so an unknown path or a wrong method under
     /messaging/ answers 401 too without a token, and reveals nothing about the API.
     """
-    expected = settings().api_token
-    if not expected or not _protected(request.path):
-        return None
-    # Constant-time comparison: timing does not reveal how much of a guess was right.
-    if hmac.compare_digest(_header_bytes(_bearer_token()), expected.encode()):
+    if not settings().api_token or not _protected(request.path) or has_the_token():
         return None
     return error_response(
         401,
@@ -30,6 +30,13 @@ def require_token():
         "Missing or wrong bearer token: send Authorization: Bearer <API_TOKEN>.",
         headers={"WWW-Authenticate": 'Bearer realm="messaging"'},
     )
+
+
+def has_the_token() -> bool:
+    """Whether the request carries API_TOKEN as its bearer token (never, while API_TOKEN is empty)."""
+    expected = settings().api_token
+    # Constant-time comparison: timing does not reveal how much of a guess was right.
+    return bool(expected) and hmac.compare_digest(_header_bytes(_bearer_token()), expected.encode())
 
 
 def _protected(path: str) -> bool:
@@ -48,3 +55,12 @@ def _header_bytes(text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace")
+
+
+def warn_if_open(config: Settings) -> None:
+    """One warning at start while API_TOKEN is empty: the API then answers anyone who reaches it."""
+    if not config.api_token:
+        log.warning(
+            "event=api_token_unset API_TOKEN is empty: every /messaging call is open to anyone who can "
+            "reach this port. Set API_TOKEN to require Authorization: Bearer <API_TOKEN>."
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, request
 from marshmallow import Schema, fields
 
-from api import runtime
+from api import auth, counts, runtime
 from api.parser import Blueprint
 from messaging import metrics
 from messaging.errors import DependencyUnavailable
@@ -23,7 +23,10 @@ class ReadySchema(Schema):
         required=True,
         keys=fields.String(),
         values=fields.String(),
-        metadata={"example": {"postgresql": "ok", "redis": "ok"}, "description": '"ok" or "down: <reason>" each.'},
+        metadata={
+            "example": {"postgresql": "ok", "redis": "ok"},
+            "description": '"ok" or "down" each; "down: <reason>" for a caller with the API_TOKEN bearer token.',
+        },
     )
 
 
@@ -42,11 +45,14 @@ def health():
     description="A dependency is down; `checks` names it.",
     example={
         "status": "unavailable: redis",
-        "checks": {"postgresql": "ok", "redis": "down: redis is unavailable: Error 111 connecting to redis:6379."},
+        "checks": {"postgresql": "ok", "redis": "down"},
     },
 )
 def ready():
-    """Readiness: 200 when PostgreSQL and Redis answer, else 503 naming what is down."""
+    """Readiness: 200 when PostgreSQL and Redis answer, else 503 naming what is down.
+
+    With the API_TOKEN bearer token, each check that is down also gives the reason.
+    """
     checks = {
         "postgresql": _check(lambda: metrics.ping_database(runtime().pool)),
         "redis": _check(runtime().cache.ping),
@@ -60,8 +66,9 @@ def ready():
 @blp.route("/metrics", methods=["GET"])
 @blp.doc(responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}})
 def prometheus_metrics():
-    """Prometheus metrics: messages by status, deliveries by outcome, webhook latency, batch claims."""
-    body, content_type = metrics.render(runtime(), request.headers.get("Accept"))
+    """Prometheus metrics: messages by status (counted at most a few seconds ago), deliveries by outcome,
+    webhook latency, batch claims."""
+    body, content_type = metrics.render(runtime(), counts(), request.headers.get("Accept"))
     return Response(body, content_type=content_type)
 
 
@@ -70,4 +77,5 @@ def _check(probe) -> str:
         probe()
         return "ok"
     except DependencyUnavailable as error:
-        return f"down: {error}"
+        # The driver's words name hosts, ports and users: only for a caller holding the token.
+        return f"down: {error}" if auth.has_the_token() else "down"

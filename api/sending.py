@@ -6,14 +6,18 @@ import logging
 
 import kombu.exceptions
 
-from api import celery, runtime, settings
+from api import celery, counts, runtime, settings
 from api.docs import messaging_call
 from api.parser import Blueprint
 from api.schemas import StatusSchema, SwitchSchema
-from messaging import delivery, store
+from messaging import delivery
 from messaging.logs import fields
 
 log = logging.getLogger(__name__)
+
+STARTED = "Sending started; a batch runs now."
+STARTED_WITHOUT_BATCH = "Sending started; the broker is unreachable, so the first batch runs at the next interval."
+ALREADY_ON = "Sending was already on; nothing changed."
 
 blp = Blueprint("sending", __name__, url_prefix="/messaging", description="Start and stop sending.")
 
@@ -22,16 +26,17 @@ blp = Blueprint("sending", __name__, url_prefix="/messaging", description="Start
 @blp.response(200, SwitchSchema, description="Sending is enabled.")
 @messaging_call(blp, 413, needs=("redis",))
 def start():
-    """Start sending, and run one batch at once.
+    """Start sending; when it was stopped, run one batch at once.
 
-    Idempotent: starting again is fine. From then on a batch runs every
-    `SEND_INTERVAL_SECONDS`.
+    Idempotent: while sending is on, starting again changes nothing (API calls never
+    raise the send rate). From then on a batch runs every `SEND_INTERVAL_SECONDS`.
     """
-    runtime().cache.set_enabled(True)
+    if not runtime().cache.switch_on():
+        return {"enabled": True, "message": ALREADY_ON}
     log.info("event=sending_started")
     if _run_batch_now():
-        return {"enabled": True, "message": "Sending started; a batch runs now."}
-    return {"enabled": True, "message": "Sending started; the broker is unreachable, so the first batch runs at the next interval."}
+        return {"enabled": True, "message": STARTED}
+    return {"enabled": True, "message": STARTED_WITHOUT_BATCH}
 
 
 @blp.route("/stop", methods=["POST"])
@@ -54,13 +59,16 @@ def stop():
 @blp.response(200, StatusSchema, description="The switch, the schedule and the counts.")
 @messaging_call(blp, needs=("postgresql", "redis"))
 def status():
-    """Whether sending is on, its schedule, and how many messages are in each status."""
-    counts = store.count_by_status(runtime().pool)
+    """Whether sending is on, its schedule, and how many messages are in each status.
+
+    The counts are at most a few seconds old: one count serves every call in that time.
+    """
+    by_status = counts().get()
     return {
         "enabled": runtime().cache.is_enabled(),
         "interval_seconds": settings().send_interval_seconds,
         "batch_size": settings().send_batch_size,
-        "counts": {status.label: total for status, total in counts.items()},
+        "counts": {status.label: total for status, total in by_status.items()},
     }
 
 

@@ -1,9 +1,12 @@
-"""GET /messaging/sent through the real API (gunicorn) at 1,000,000 sent rows: first page, deep offset, cursor."""
+"""The real API (gunicorn) at 1,000,000 sent rows: GET /messaging/sent (first page, deep offset, cursor),
+and the calls that report counts, GET /messaging/status and GET /metrics."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,30 +43,46 @@ def timed(call, calls: int, warmup: int = 10) -> Latency:
     return percentiles(samples)
 
 
-def api_pages(where: data.Place, *, depth: int, calls: int, log_dir: Path) -> dict[str, Latency]:
-    """p50/p95 of 200 sequential calls per page kind, client-side, over a kept-alive connection."""
+@contextmanager
+def running_api(where: data.Place, log_dir: Path) -> Iterator[tuple[requests.Session, str]]:
+    """gunicorn as the README runs it, and a kept-alive session to it; its base URL."""
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(environment(DATABASE_URL=where.database_url, REDIS_URL=where.redis_url, AUTO_START="false"), log_dir)
     port = free_port()
     http = requests.Session()
     http.trust_env = False
-    base = f"http://127.0.0.1:{port}/messaging/sent"
-
-    def call(params):
-        answer = http.get(base, params=params, timeout=30)
-        answer.raise_for_status()
-        assert len(answer.json()["data"]) == PAGE
-        return answer.json()
-
     try:
         stack.api(port)
+        yield http, f"http://127.0.0.1:{port}"
+    finally:
+        http.close()
+        stack.stop()
+
+
+def api_pages(where: data.Place, *, depth: int, calls: int, log_dir: Path) -> dict[str, Latency]:
+    """p50/p95 of 200 sequential calls per page kind, client-side, over a kept-alive connection."""
+    with running_api(where, log_dir) as (http, base):
+
+        def call(params):
+            answer = http.get(f"{base}/messaging/sent", params=params, timeout=30)
+            answer.raise_for_status()
+            assert len(answer.json()["data"]) == PAGE
+            return answer.json()
+
         # The cursor a client holds after paging down to `depth` rows: the API's own next_cursor there.
         cursor = call({"offset": depth - PAGE, "limit": PAGE})["pagination"]["next_cursor"]
         pages = {"first page": {}, f"offset {depth:,}": {"offset": depth}, f"cursor at {depth:,}": {"cursor": cursor}}
         return {name: timed(lambda p=params: call(p), calls) for name, params in pages.items()}
-    finally:
-        http.close()
-        stack.stop()
+
+
+def api_counts(where: data.Place, *, calls: int, log_dir: Path) -> dict[str, Latency]:
+    """p50/p95 of sequential GET /messaging/status and GET /metrics, which report the counts by status."""
+    with running_api(where, log_dir) as (http, base):
+
+        def call(path: str) -> None:
+            http.get(f"{base}{path}", timeout=30).raise_for_status()
+
+        return {path: timed(lambda p=path: call(p), calls) for path in ("/messaging/status", "/metrics")}
 
 
 def statements(where: data.Place, *, depth: int, calls: int) -> dict[str, Latency]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,7 @@ from messaging.errors import CacheUnavailable
 ENABLED_KEY = "messaging:enabled"
 SENT_KEY_PREFIX = "messaging:sent:"
 COUNT_KEY_PREFIX = "messaging:count:"
+RESULT_POLL_SECONDS = 0.02
 
 
 def create_client(url: str) -> redis.Redis:
@@ -68,6 +70,12 @@ class Cache:
         with wrap_errors():
             self.client.set(ENABLED_KEY, "1" if enabled else "0")
 
+    def switch_on(self) -> bool:
+        """Turn sending on; True only for the one caller that found it off, however many call at once."""
+        with wrap_errors():
+            before = self.client.set(ENABLED_KEY, "1", get=True)  # SET ... GET: one atomic step in Redis
+        return not self._enabled(before)
+
     def remember_sent(
         self, message_id: UUID, webhook_message_id: str | None, sent_at: datetime, pipe: redis.client.Pipeline | None = None
     ) -> None:
@@ -91,15 +99,45 @@ class Cache:
         return self._enabled(switch), _entry(entry)
 
     def remembered_count(self, name: str, ttl_seconds: int, count: Callable[[], int]) -> int:
-        """A count kept for `ttl_seconds`, so that an expensive count runs once per period, not per call."""
+        """A count at most `ttl_seconds` old, made once per period rather than per call (see `remembered`)."""
+        return int(self.remembered(name, ttl_seconds, count))
+
+    def remembered(self, name: str, max_age: float, compute: Callable[[], Any], wait_seconds: float = 5.0) -> Any:
+        """`compute()`'s result (JSON) at most `max_age` seconds old, shared by every process using this Redis.
+
+        One caller per half of `max_age` computes it afresh while the others get the last result:
+        however many calls arrive, `compute` runs at most twice per `max_age`. While there is no
+        result yet, callers wait for the one computing it, up to `wait_seconds`, then compute it
+        themselves (it may have died).
+        """
         key = f"{COUNT_KEY_PREFIX}{name}"
-        with wrap_errors():
-            cached = self.client.get(key)
-        if cached is not None:
-            return int(cached)
-        value = count()
-        with wrap_errors():
-            self.client.set(key, value, ex=ttl_seconds)
+        max_age_ms = max(2, int(max_age * 1000))
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            with wrap_errors():
+                pipe = self.client.pipeline(transaction=False)
+                pipe.get(key)
+                # The claim to compute lasts half the result's life: in steady use the result is
+                # refreshed before it expires, so callers never wait for it.
+                pipe.set(f"{key}:computing", "1", nx=True, px=max_age_ms // 2)
+                cached, claimed = pipe.execute()
+            if claimed:
+                return self._compute_and_keep(key, max_age_ms, compute)
+            if cached is not None:
+                return json.loads(cached)
+            if time.monotonic() >= deadline:
+                return compute()
+            time.sleep(RESULT_POLL_SECONDS)
+
+    def _compute_and_keep(self, key: str, max_age_ms: int, compute: Callable[[], Any]) -> Any:
+        try:
+            value = compute()
+        except Exception:
+            with suppress(redis.RedisError):
+                self.client.delete(f"{key}:computing")  # the next caller tries at once
+            raise
+        with suppress(redis.RedisError):  # the result stands; the others only compute it again
+            self.client.set(key, json.dumps(value), px=max_age_ms)
         return value
 
     def ping(self) -> None:

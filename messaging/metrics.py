@@ -13,7 +13,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 from psycopg_pool import ConnectionPool
 
-from messaging import db, store
+from messaging import db
+from messaging.counts import MAX_AGE_SECONDS, StatusCounts
 from messaging.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,21 @@ class Recorder:
 
 
 class _Collector:
-    """Reads PostgreSQL and Redis at scrape time."""
+    """Reads Redis and the shared counts at scrape time; asks PostgreSQL only `SELECT 1`."""
 
-    def __init__(self, pool: ConnectionPool, client: redis.Redis) -> None:
+    def __init__(self, pool: ConnectionPool, client: redis.Redis, counts: StatusCounts) -> None:
         self.pool = pool
         self.client = client
+        self.counts = counts
 
     def collect(self) -> Iterable:
         up = GaugeMetricFamily("messaging_dependency_up", "1 when the dependency answered this scrape.", labels=["dependency"])
         try:
-            messages = GaugeMetricFamily("messaging_messages", "Messages by delivery status.", labels=["status"])
-            for status, total in store.count_by_status(self.pool).items():
+            ping_database(self.pool)
+            messages = GaugeMetricFamily(
+                "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago.", labels=["status"]
+            )
+            for status, total in self.counts.get().items():
                 messages.add_metric([status.label], total)
             yield messages
             up.add_metric(["postgresql"], 1)
@@ -119,11 +124,11 @@ def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:
     )
 
 
-def render(runtime, accept: str | None = None) -> tuple[bytes, str]:
+def render(runtime, counts: StatusCounts, accept: str | None = None) -> tuple[bytes, str]:
     """The exposition for this service and its content type: OpenMetrics when the scraper's
     `Accept` header asks for it (as Prometheus does), else the classic Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(runtime.pool, runtime.redis))
+    registry.register(_Collector(runtime.pool, runtime.redis, counts))
     encode, content_type = choose_encoder(accept or "")
     return encode(registry), content_type
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -11,13 +14,16 @@ from uuid import UUID, uuid4
 
 import pytest
 import redis
+from celery import signals
 from hypothesis import given
 from hypothesis import strategies as st
 from flask import Flask
 from flask.testing import FlaskClient
 
 from api import close_app, create_app, cursors
-from messaging import migrations
+from api.schemas import NewMessageSchema
+from api.sending import ALREADY_ON, STARTED
+from messaging import delivery, migrations
 from messaging.cache import ENABLED_KEY, sent_key
 from messaging.models import Status
 from tests.helpers import wait_for
@@ -102,8 +108,8 @@ def test_a_new_message_is_stored_pending_and_answered_with_201(client, db):
 
 @pytest.mark.parametrize(
     "content",
-    ["x", "x" * 160, "😀" * 160, "line one\nline two", " padded ", "İstanbul çğüşö", "\u200b"],
-    ids=["one", "160-ascii", "160-emoji", "newline", "spaces", "turkish", "zero-width"],
+    ["x", "x" * 160, "😀" * 160, "line one\nline two", "  x  ", "İstanbul çğüşö", "\u200b"],
+    ids=["one", "160-ascii", "160-emoji", "newline", "spaces-around", "turkish", "zero-width"],
 )
 def test_content_of_1_to_160_characters_of_any_script_is_accepted(client, db, content):
     response = client.post("/messaging/messages", json={"recipient_phone_number": PHONE, "content": content})
@@ -111,6 +117,16 @@ def test_content_of_1_to_160_characters_of_any_script_is_accepted(client, db, co
     assert response.status_code == 201, response.get_json()
     assert row(db, UUID(response.get_json()["id"]))["content"] == content
 
+
+
+BLANKS = "".join(chr(code) for code in range(0x110000) if chr(code).isspace())
+
+
+@given(st.text(alphabet=st.sampled_from(BLANKS + "a\x00\u200b\ufeff"), max_size=12))
+def test_content_is_refused_exactly_when_it_is_only_whitespace_or_holds_nul(content):
+    errors = NewMessageSchema().validate({"recipient_phone_number": PHONE, "content": content})
+
+    assert ("content" in errors) == (content.isspace() or not content or "\x00" in content)
 
 @pytest.mark.parametrize(
     "phone", ["+14155552671", "+12345678", "+123456789012345"], ids=["us", "8-digits", "15-digits"]
@@ -126,6 +142,8 @@ INVALID_FIELDS = [
     ({"recipient_phone_number": PHONE}, "content", "missing content"),
     ({"recipient_phone_number": PHONE, "content": ""}, "content", "empty content"),
     ({"recipient_phone_number": PHONE, "content": "x" * 161}, "content", "161 characters"),
+    ({"recipient_phone_number": PHONE, "content": "  "}, "content", "spaces only"),
+    ({"recipient_phone_number": PHONE, "content": "\t\n\r\x0b\x0c\x1c\x85\xa0\u2028\u3000"}, "content", "whitespace only"),
     ({"recipient_phone_number": PHONE, "content": 5}, "content", "number content"),
     ({"recipient_phone_number": PHONE, "content": None}, "content", "null content"),
     ({"recipient_phone_number": PHONE, "content": ["hi"]}, "content", "list content"),
@@ -215,6 +233,46 @@ def test_any_call_with_a_body_over_64_kib_answers_413_even_if_it_reads_none(clie
     assert response.status_code == 413
     assert cache.get(ENABLED_KEY) is None
 
+
+
+def post_chunked(client: FlaskClient, path: str, body: bytes):
+    """A body as gunicorn hands over a chunked one: no length, the stream ends where the body does."""
+    return client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+VALID_BODY = json.dumps({"recipient_phone_number": PHONE, "content": "hi"}).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b" " * 100_000 + VALID_BODY, VALID_BODY + b" " * (64 * 1024), b"x" * (20 * 1024 * 1024)],
+    ids=["spaces-before-json", "spaces-after-json", "20-mb"],
+)
+def test_a_chunked_body_over_64_kib_answers_413_however_it_is_laid_out(client, db, body):
+    response = post_chunked(client, "/messaging/messages", body)
+
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "request_entity_too_large"
+    assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 0
+
+
+def test_any_call_with_a_chunked_body_over_64_kib_answers_413_even_if_it_reads_none(client, cache):
+    response = post_chunked(client, "/messaging/stop", b"x" * (64 * 1024 + 1))
+
+    assert response.status_code == 413
+    assert cache.get(ENABLED_KEY) is None
+
+
+def test_a_chunked_body_of_exactly_64_kib_is_read_whole(client):
+    response = post_chunked(client, "/messaging/messages", VALID_BODY + b" " * (64 * 1024 - len(VALID_BODY)))
+
+    assert response.status_code == 201
 
 # --- GET /messaging/messages/<id> ---------------------------------------------------------
 
@@ -620,6 +678,66 @@ def test_start_enables_sending_and_runs_one_batch_at_once(client, cache, celery_
     wait_for(lambda: {d["key"] for d in receiver.deliveries()} == ids, what="start's batch")
     wait_for(lambda: db.execute("SELECT count(*) AS n FROM messages WHERE sending_status = 1").fetchone()["n"] == 2)
 
+
+
+@pytest.fixture
+def batches() -> Iterator[dict[str, int]]:
+    """Batch tasks published (by the API, in this process) and finished (by the in-process worker)."""
+    seen = {"published": 0, "finished": 0}
+    lock = threading.Lock()
+
+    def published(sender=None, **_):
+        if sender == delivery.BATCH_TASK:
+            with lock:
+                seen["published"] += 1
+
+    def finished(task=None, **_):
+        if task is not None and task.name == delivery.BATCH_TASK:
+            with lock:
+                seen["finished"] += 1
+
+    signals.after_task_publish.connect(published, weak=False)
+    signals.task_postrun.connect(finished, weak=False)
+    yield seen
+    signals.after_task_publish.disconnect(published)
+    signals.task_postrun.disconnect(finished)
+
+
+def test_concurrent_starts_run_one_batch_between_them(make_app, cache, celery_worker, make_message, db, batches):
+    for _ in range(10):
+        make_message()
+    cache.set(ENABLED_KEY, "0")
+    clients = [make_app().test_client() for _ in range(2)]  # two API processes, one Redis
+    ready = threading.Barrier(5)
+
+    def start(n: int) -> dict:
+        ready.wait()
+        return clients[n % 2].post("/messaging/start").get_json()
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(start, range(5)))
+
+    assert all(answer["enabled"] for answer in answers)
+    assert Counter(answer["message"] for answer in answers) == {STARTED: 1, ALREADY_ON: 4}
+    assert batches["published"] == 1
+    wait_for(lambda: batches["finished"] == 1, what="the batch to run")
+    assert db.execute("SELECT count(*) AS n FROM messages WHERE sending_status <> 0").fetchone()["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("switch", "auto_start", "runs_a_batch"),
+    [("1", False, False), (None, True, False), ("0", True, True), (None, False, True)],
+    ids=["on", "unset-auto-start", "off", "unset-no-auto-start"],
+)
+def test_start_runs_a_batch_only_when_sending_was_stopped(make_app, cache, batches, switch, auto_start, runs_a_batch):
+    if switch is not None:
+        cache.set(ENABLED_KEY, switch)
+
+    answer = make_app(auto_start=auto_start).test_client().post("/messaging/start").get_json()
+
+    assert answer == {"enabled": True, "message": STARTED if runs_a_batch else ALREADY_ON}
+    assert batches["published"] == (1 if runs_a_batch else 0)
+    assert cache.get(ENABLED_KEY) == "1"
 
 def test_stop_disables_sending_and_both_can_be_repeated(client, cache):
     for _ in range(2):
