@@ -89,6 +89,9 @@ def handle_messaging_error(error: MessagingError):
                 log.warning("event=request_failed %s", error)
             if isinstance(error, InvalidMessage):
                 return error_response(status, code, "Invalid request body.", error.fields)
+            if isinstance(error, DependencyUnavailable):
+                # The driver's words name hosts, ports and users: the log has them, not the answer.
+                return error_response(status, code, f"{error.dependency} is unavailable.")
             return error_response(status, code, str(error))
     log.error("event=request_failed unmapped domain error: %s", error)
     return error_response(500, "internal_error", "Internal error.")
