@@ -65,7 +65,8 @@ def test_whitespace_only_content_answers_422(client, db, content):
     response = create(client, content=content)
 
     assert response.status_code == 422
-    assert error_of(response)["fields"] == {"content": ["Must contain something other than whitespace."]}
+    # The schema refuses it before the domain's own rule (messaging/submission.py) is reached.
+    assert error_of(response)["fields"] == {"content": ["Must hold a character that is not whitespace, and no NUL."]}
     assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 0
 
 

@@ -61,7 +61,7 @@ def test_status_and_metrics_from_two_api_processes_count_once_per_period(apps, m
 
     for n in range(20):
         client = clients[n % 2]
-        assert client.get("/messaging/status").get_json()["counts"] == {"pending": 2, "sending": 0, "sent": 1, "failed": 0}
+        assert client.get("/messaging/status").get_json()["counts"] == {"pending": 2, "sending": 0, "sent": 1, "failed": 0, "canceled": 0}
         assert messages_gauge(client.get("/metrics").get_data(as_text=True), "pending") == 2
 
     assert len(count_queries) == 1
