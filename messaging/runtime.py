@@ -47,6 +47,7 @@ class Runtime:
                 settings.webhook_auth_key,
                 settings.webhook_timeout_seconds,
                 pool_size=concurrency,
+                signing_secrets=settings.webhook_signing_secrets,
             ),
             metrics=Recorder(client),
         )
