@@ -25,13 +25,18 @@ def start():
     """Start sending, and run one batch at once.
 
     Idempotent: starting again is fine. From then on a batch runs every
-    `SEND_INTERVAL_SECONDS`.
+    `SEND_INTERVAL_SECONDS`. An open circuit breaker is closed by hand.
     """
     runtime().cache.set_enabled(True)
     log.info("event=sending_started")
+    # Starting by hand also closes an open circuit breaker: the operator says the provider is back.
+    breaker = " The circuit breaker was open; it is closed now." if runtime().flow.close_by_hand() else ""
     if _run_batch_now():
-        return {"enabled": True, "message": "Sending started; a batch runs now."}
-    return {"enabled": True, "message": "Sending started; the broker is unreachable, so the first batch runs at the next interval."}
+        return {"enabled": True, "message": f"Sending started; a batch runs now.{breaker}"}
+    return {
+        "enabled": True,
+        "message": f"Sending started; the broker is unreachable, so the first batch runs at the next interval.{breaker}",
+    }
 
 
 @blp.route("/stop", methods=["POST"])
@@ -51,16 +56,31 @@ def stop():
 
 
 @blp.route("/status", methods=["GET"])
-@blp.response(200, StatusSchema, description="The switch, the schedule and the counts.")
+@blp.response(200, StatusSchema, description="The switch, the schedule, the counts and flow control.")
 @messaging_call(blp, needs=("postgresql", "redis"))
 def status():
-    """Whether sending is on, its schedule, and how many messages are in each status."""
+    """Whether sending is on, its schedule, how many messages are in each status, the circuit
+    breaker toward the provider and the rate limit."""
     counts = store.count_by_status(runtime().pool)
     return {
         "enabled": runtime().cache.is_enabled(),
         "interval_seconds": settings().send_interval_seconds,
         "batch_size": settings().send_batch_size,
         "counts": {status.label: total for status, total in counts.items()},
+        **_flow_control(),
+    }
+
+
+def _flow_control() -> dict:
+    """The breaker and the rate limit, as every worker sees them."""
+    state = runtime().flow.status()
+    return {
+        "breaker": {"state": state.state, "since": state.since, "why": state.why, "reopens_at": state.reopens_at},
+        "rate_limit": {
+            "per_second": settings().rate_limit_per_second,
+            "burst": settings().rate_limit_burst,
+            "paused_until": state.paused_until,
+        },
     }
 
 
