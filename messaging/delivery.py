@@ -117,6 +117,7 @@ class FlowControl(Protocol):
     """
 
     def admit(self, token: UUID, *, clear: bool) -> Admission: ...
+    def wait_for_slot(self, admission: Admission) -> None: ...
     def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None: ...
     def pause(self, seconds: float, why: str) -> None: ...
     def claimable(self, limit: int, horizon_seconds: float) -> int: ...
@@ -127,6 +128,9 @@ class Unlimited:
 
     def admit(self, token: UUID, *, clear: bool) -> Admission:
         return GO
+
+    def wait_for_slot(self, admission: Admission) -> None:
+        pass
 
     def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None:
         pass
@@ -207,6 +211,8 @@ def deliver(ports: Ports, message_id: UUID, token: UUID) -> Outcome:
     if outgoing is None:
         ports.flow.record(admission, Verdict.NEITHER)
         return _finish(ports, message_id, Outcome.SKIPPED)
+    # Right before the POST, so that nothing slower (a database connection opened) comes between.
+    ports.flow.wait_for_slot(admission)
     try:
         accepted = ports.webhook.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
     except DeliveryFailed as failure:
@@ -248,9 +254,13 @@ def _hold(ports: Ports, message_id: UUID, token: UUID, admission: Admission) -> 
 
 
 def _tell_flow_control(ports: Ports, admission: Admission, failure: DeliveryFailed) -> None:
-    """A 429 with Retry-After pauses every worker, not only this message; the breaker counts the failure."""
+    """A 429 with Retry-After pauses every worker, not only this message; other transient failures count
+    toward the breaker. A provider that says when to come back is up: the pause is enough, and the
+    POSTs already under way when it said so (as many as the workers' threads) must not open the breaker."""
     if failure.status_code == 429 and failure.retry_after:
         ports.flow.pause(min(failure.retry_after, ports.settings.retry_max_seconds), why=failure.reason)
+        ports.flow.record(admission, Verdict.NEITHER)
+        return
     ports.flow.record(admission, Verdict.FAILING if failure.transient else Verdict.NEITHER, why=failure.reason)
 
 

@@ -32,6 +32,7 @@ import redis
 
 from messaging.cache import wrap_errors
 from messaging.delivery import Admission, Verdict
+from messaging.errors import CacheUnavailable
 from messaging.logs import fields
 from messaging.settings import Settings
 
@@ -43,6 +44,7 @@ CALLS_KEY = "messaging:flow:calls"  # hash: "<bucket>:f" and "<bucket>:s", failu
 IN_FLIGHT_KEY = "messaging:flow:in_flight"  # sorted set: counted admissions not yet settled, by lease end
 PAUSE_KEY = "messaging:flow:pause"  # hash: until, why (the provider's Retry-After); expires with the pause
 TAT_KEY = "messaging:flow:tat"  # GCRA's theoretical arrival time
+CLAIMED_KEY = "messaging:flow:claimed"  # how far the slots claimed by batches reach (their sends reserve them later)
 TRANSITIONS_KEY = "messaging:metrics:breaker"  # hash: opened, half_open, closed, probes (counters for /metrics)
 
 WINDOW_BUCKETS = 10  # the window is counted in tenths: it spans 0.9 to 1.0 of BREAKER_WINDOW_SECONDS
@@ -86,6 +88,16 @@ end
 
 local function would_open(failed, succeeded, min_calls, ratio)
   return failed >= min_calls and failed >= ratio * (failed + succeeded)
+end
+
+-- GCRA: the next slot conforms at the theoretical arrival time less the tolerance. Taken (and the
+-- time moved one interval on) only when it comes within `longest`; returns the wait, or nil.
+local function take_slot(tat_key, now, emission, tolerance, longest)
+  local tat = math.max(tonumber(redis.call('GET', tat_key) or '0'), now)
+  local wait = math.max(tat - tolerance - now, 0)
+  if wait > longest then return nil, wait end
+  redis.call('SET', tat_key, fmt(tat + emission), 'PX', math.ceil((tat + emission - now) * 1000) + 1000)
+  return wait
 end
 """
 
@@ -134,11 +146,9 @@ end
 
 local wait = 0
 if emission > 0 then
-  local tat = math.max(tonumber(redis.call('GET', KEYS[6]) or '0'), now)
-  wait = tat - tolerance - now
-  if wait > longest then return {0, fmt(wait), 'rate_limit', '', transition} end
-  wait = math.max(wait, 0)
-  redis.call('SET', KEYS[6], fmt(tat + emission), 'PX', math.ceil((tat + emission - now) * 1000) + 1000)
+  local taken, later = take_slot(KEYS[6], now, emission, tolerance, longest)
+  if taken == nil then return {0, fmt(later), 'rate_limit', '', transition} end
+  wait = taken
 end
 if kind == 'probe' then
   redis.call('HSET', KEYS[1], 'probe', token, 'probe_until', fmt(now + wait + lease))
@@ -215,6 +225,11 @@ end
 return {'', '', ''}
 """
 
+# KEYS: tat. ARGV: emission interval, tolerance. Takes the next slot, however far; returns its wait.
+_SLOT = """
+return fmt(take_slot(KEYS[1], now_seconds(), tonumber(ARGV[1]), tonumber(ARGV[2]), math.huge))
+"""
+
 # KEYS: pause, clear. ARGV: seconds, why. Returns the pause's end if this call moved it, else ''.
 _PAUSE = """
 local now = now_seconds()
@@ -234,9 +249,9 @@ close(KEYS[1], KEYS[2], KEYS[3], now, ARGV[1])
 return 'closed'
 """
 
-# KEYS: breaker, pause, tat. ARGV: limit, horizon, emission interval (0: no limit), tolerance.
+# KEYS: breaker, pause, tat, claimed. ARGV: limit, horizon, emission interval (0: no limit), tolerance.
 # How many a batch may claim now: none while paused or open, one for the probe, what the rate
-# limit lets through before the next batch.
+# limit lets through within the horizon, less what earlier batches claimed for it.
 _CLAIMABLE = """
 local now = now_seconds()
 local limit, horizon, emission, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -248,9 +263,11 @@ if state ~= 'closed' then
   limit = 1
 end
 if emission > 0 then
-  local tat = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), now)
+  local tat = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0'), now)
   -- (1e-6: the sums of epoch seconds lose a little precision; the last slot of the horizon counts)
   limit = math.min(limit, math.max(0, math.floor((now + horizon + tolerance - tat) / emission + 1e-6) + 1))
+  local reach = tat + limit * emission
+  redis.call('SET', KEYS[4], fmt(reach), 'PX', math.ceil((reach - now) * 1000) + 1000)
 end
 return limit
 """
@@ -262,6 +279,7 @@ class Lease:
 
     kind: str  # free (not counted), counted (in the in-flight set), probe (the half-open probe)
     token: str = ""
+    slot: float = 0.0  # its slot under the rate limit, on time.monotonic()'s clock
 
 
 FREE = Lease("free")
@@ -294,6 +312,7 @@ class RedisFlowControl:
         self.longest_open = max(settings.retry_max_seconds, settings.breaker_open_seconds)
         self._admit = client.register_script(_PRELUDE + _ADMIT)
         self._record = client.register_script(_PRELUDE + _OPEN_AND_CLOSE + _RECORD)
+        self._slot = client.register_script(_PRELUDE + _SLOT)
         self._pause = client.register_script(_PRELUDE + _PAUSE)
         self._close = client.register_script(_PRELUDE + _OPEN_AND_CLOSE + _CLOSE_BY_HAND)
         self._claimable = client.register_script(_PRELUDE + _CLAIMABLE)
@@ -302,7 +321,8 @@ class RedisFlowControl:
         self._flushed_at = time.monotonic()
 
     def admit(self, token: UUID, *, clear: bool) -> Admission:
-        """May this claim be POSTed now? A slot within HOLD_IN_TASK_SECONDS is waited for here."""
+        """May this claim be POSTed now? Yes also when its slot under the rate limit comes within
+        HOLD_IN_TASK_SECONDS: `wait_for_slot` waits for it."""
         if clear and not self.emission:
             return Admission(go=True, lease=FREE)
         with wrap_errors():
@@ -317,9 +337,24 @@ class RedisFlowControl:
             log.info("event=breaker_half_open %s", fields(why="open time over: one probe delivery goes"))
         if not int(go):
             return Admission(go=False, wait_seconds=float(wait), reason=reason)
-        if float(wait) > 0:
-            time.sleep(float(wait))
-        return Admission(go=True, lease=Lease(kind, str(token)))
+        return Admission(go=True, lease=Lease(kind, str(token), time.monotonic() + float(wait)))
+
+    def wait_for_slot(self, admission: Admission) -> None:
+        """Sleep until the admission's slot. A wait that overran its slot (the process stalled) gives
+        it up and takes the next free one: sent late, it would reach the provider together with the
+        slots after it, over the limit."""
+        lease = admission.lease if isinstance(admission.lease, Lease) else FREE
+        slot = lease.slot
+        while self.emission:
+            if slot > time.monotonic():
+                time.sleep(slot - time.monotonic())
+            if time.monotonic() - slot <= self.emission:
+                return
+            try:
+                with wrap_errors():
+                    slot = time.monotonic() + float(self._slot(keys=[TAT_KEY], args=[self.emission, self.tolerance]))
+            except CacheUnavailable:
+                return  # the send was admitted; Redis gone since changes nothing to that
 
     def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None:
         """Count an answer toward the breaker; never fails (a lost count only delays it)."""
@@ -372,10 +407,13 @@ class RedisFlowControl:
             log.warning("event=provider_pause %s", fields(seconds=f"{seconds:g}", until=_iso(ends), why=why))
 
     def claimable(self, limit: int, horizon_seconds: float) -> int:
+        """How many a batch may claim: with a rate limit, the slots up to the next batch plus the wait
+        a task may take, so that sends waiting for their slots carry the limit through a late batch."""
+        horizon = horizon_seconds + self.hold_in_task_seconds
         with wrap_errors():
             return int(
                 self._claimable(
-                    keys=[BREAKER_KEY, PAUSE_KEY, TAT_KEY], args=[limit, horizon_seconds, self.emission, self.tolerance]
+                    keys=[BREAKER_KEY, PAUSE_KEY, TAT_KEY, CLAIMED_KEY], args=[limit, horizon, self.emission, self.tolerance]
                 )
             )
 

@@ -132,16 +132,36 @@ def test_a_slot_within_the_hold_is_waited_for_in_the_task(make_flow):
     control = make_flow(rate_limit_per_second=5, rate_limit_burst=1, hold_in_task_seconds=1.0)
     assert admit(control).go
     started = time.monotonic()
-    assert admit(control).go, "the next slot, 200 ms away, is within the hold: wait for it"
+    second = admit(control)
+    assert second.go, "the next slot, 200 ms away, is within the hold"
+    control.wait_for_slot(second)
     assert 0.15 <= time.monotonic() - started <= 0.5
+
+
+def test_a_wait_that_overran_its_slot_takes_a_new_one(make_flow, monkeypatch, client):
+    control = make_flow(rate_limit_per_second=5, rate_limit_burst=1, hold_in_task_seconds=1.0)
+    assert admit(control).go
+    sleep = time.sleep
+    stalls = iter([0.3])  # the first wait overruns its slot by 300 ms, as in a stalled process
+    monkeypatch.setattr(flow.time, "sleep", lambda seconds: sleep(seconds + next(stalls, 0)))
+    started = time.monotonic()
+    control.wait_for_slot(admit(control))
+    assert 0.45 <= time.monotonic() - started <= 0.7, "its slot at 200 ms given up; a new one, free at once at 500 ms"
+    tat = float(client.get(flow.TAT_KEY)) - time.time()
+    assert 0.1 <= tat <= 0.2, "the new slot is spent: the next one is 200 ms after it"
 
 
 def test_a_batch_claims_what_the_rate_lets_through_before_the_next_batch(make_flow):
     control = make_flow(rate_limit_per_second=10, rate_limit_burst=2)
-    assert control.claimable(100, 1.0) == 12, "10 in the next second, plus the burst"
     assert control.claimable(5, 1.0) == 5
-    assert [admit(control).go for _ in range(3)] == [True, True, False]
-    assert control.claimable(100, 1.0) == 10, "the burst is spent"
+    assert control.claimable(100, 1.0) == 7, "10 in the next second, plus the burst, less what was claimed"
+    assert control.claimable(100, 1.0) == 0, "two beats at once claim the slots once"
+    time.sleep(0.25)
+    assert 2 <= control.claimable(100, 1.0) <= 3
+
+
+def test_a_batch_counts_the_time_its_sends_may_wait_for_their_slots(make_flow):
+    assert make_flow(rate_limit_per_second=10, hold_in_task_seconds=1.0).claimable(100, 0.5) == 16
 
 
 # The breaker -------------------------------------------------------------------------------------

@@ -26,12 +26,16 @@ class FakeFlow:
     asked: list[bool] = field(default_factory=list)  # the `clear` each admission was asked with
     recorded: list[tuple[object, Verdict]] = field(default_factory=list)
     paused: list[float] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
     def admit(self, token: UUID, *, clear: bool) -> Admission:
         self.asked.append(clear)
         if self.down:
             raise CacheUnavailable("down")
         return self.answer
+
+    def wait_for_slot(self, admission: Admission) -> None:
+        self.events.append("wait_for_slot")
 
     def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None:
         self.recorded.append((admission.lease, verdict))
@@ -64,6 +68,15 @@ def test_a_held_message_goes_back_to_pending_unsent_and_uncounted_until_flow_con
     assert (row.status, row.attempts, row.started, row.released_for) == (Status.PENDING, 2, False, 12.5)
     assert ports.webhook.posted == [] and ports.flow.recorded == []
     assert ports.ledger.counted == ["held"]
+
+
+def test_an_admitted_send_waits_for_its_slot_right_before_the_post(ports):
+    events = ports.flow.events
+    start_sending, send = ports.records.start_sending, ports.webhook.send
+    ports.records.start_sending = lambda *args: events.append("start_sending") or start_sending(*args)
+    ports.webhook.send = lambda *args: events.append("post") or send(*args)
+    assert delivery.deliver(ports, *ports.records.claim()) is Outcome.SENT
+    assert events == ["start_sending", "wait_for_slot", "post"]
 
 
 def test_a_held_claim_that_is_no_longer_ours_is_skipped(ports):
@@ -123,6 +136,7 @@ def test_a_429_with_retry_after_pauses_everyone_and_still_counts_its_own_attempt
     message_id, token = ports.records.claim()
     assert delivery.deliver(ports, message_id, token) is Outcome.RETRY_LATER
     assert ports.flow.paused == [7]
+    assert ports.flow.recorded == [(LEASE, Verdict.NEITHER)], "the pause is enough: the provider is up"
     row = ports.records.rows[message_id]
     assert (row.attempts, row.retry_in) == (1, 7)
 
@@ -138,6 +152,7 @@ def test_only_a_429_that_says_when_pauses_everyone(ports, answer):
     ports.webhook.answer = answer
     delivery.deliver(ports, *ports.records.claim())
     assert ports.flow.paused == []
+    assert ports.flow.recorded == [(LEASE, Verdict.FAILING)]
 
 
 def test_a_batch_claims_no_more_than_flow_control_lets_through(ports):
