@@ -230,14 +230,17 @@ _SLOT = """
 return fmt(take_slot(KEYS[1], now_seconds(), tonumber(ARGV[1]), tonumber(ARGV[2]), math.huge))
 """
 
-# KEYS: pause, clear. ARGV: seconds, why. Returns the pause's end if this call moved it, else ''.
+# KEYS: pause, clear. ARGV: seconds, why.
+# Returns the pause's end if this call started a pause (none was under way), else ''.
 _PAUSE = """
 local now = now_seconds()
 local ends = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
 redis.call('DEL', KEYS[2])
-if ends <= tonumber(redis.call('HGET', KEYS[1], 'until') or '0') then return '' end
+if ends <= current then return '' end
 redis.call('HSET', KEYS[1], 'until', fmt(ends), 'why', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000) + 1)
+if current > now then return '' end  -- an extension of the pause under way: logged once, when it began
 return fmt(ends)
 """
 
@@ -397,7 +400,7 @@ class RedisFlowControl:
             log.info("event=breaker_closed %s", fields(why=reason))
 
     def pause(self, seconds: float, why: str) -> None:
-        """Every worker holds its sends for `seconds` (a provider's 429 Retry-After)."""
+        """Every worker holds its sends for `seconds` (a provider's 429 Retry-After); logged when it begins."""
         try:
             ends = self._pause(keys=[PAUSE_KEY, CLEAR_KEY], args=[seconds, why])
         except redis.RedisError as error:

@@ -275,10 +275,13 @@ def test_start_closes_an_open_breaker_by_hand(make_flow, caplog):
 # The provider's pause ----------------------------------------------------------------------------
 
 
-def test_a_pause_holds_every_send_until_it_ends_and_a_shorter_one_does_not_shorten_it(make_flow):
+def test_a_pause_holds_every_send_until_it_ends_and_a_shorter_one_does_not_shorten_it(make_flow, caplog):
     control = make_flow()
-    control.pause(0.6, why="HTTP 429 Too Many Requests")
-    control.pause(0.1, why="HTTP 429 Too Many Requests")
+    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+        control.pause(0.5, why="HTTP 429 Too Many Requests")
+        control.pause(0.6, why="HTTP 429 Too Many Requests")  # the POSTs under way meanwhile
+        control.pause(0.1, why="HTTP 429 Too Many Requests")
+    assert transitions(caplog, "provider_pause") == 1, "said once, when it began"
     assert not control.client.exists(flow.CLEAR_KEY), "sends read that they must ask"
     held = admit(control)
     assert (held.go, held.reason) == (False, "paused")
