@@ -57,6 +57,10 @@ RECHECK_SECONDS = 1.0
 # once its POST cannot be under way any more.
 LEASE_MARGIN_SECONDS = 5.0
 SUCCESS_FLUSH_SECONDS = 1.0
+# A send that reaches its POST later than one interval after its slot, and at least this late, was
+# stalled: its slot is given up. Sent that late, any second holds at most rate + burst (plus this
+# time's worth of slots at rates above 50/s); the floor keeps a database update from counting as one.
+LATE_SLOT_SECONDS = 0.02
 
 _PRELUDE = f"""
 local WINDOW_BUCKETS = {WINDOW_BUCKETS}
@@ -348,16 +352,18 @@ class RedisFlowControl:
         slots after it, over the limit."""
         lease = admission.lease if isinstance(admission.lease, Lease) else FREE
         slot = lease.slot
+        late = max(self.emission, LATE_SLOT_SECONDS)
         while self.emission:
             if slot > time.monotonic():
                 time.sleep(slot - time.monotonic())
-            if time.monotonic() - slot <= self.emission:
+            if time.monotonic() - slot <= late:
                 return
             try:
                 with wrap_errors():
-                    slot = time.monotonic() + float(self._slot(keys=[TAT_KEY], args=[self.emission, self.tolerance]))
+                    wait = float(self._slot(keys=[TAT_KEY], args=[self.emission, self.tolerance]))
             except CacheUnavailable:
                 return  # the send was admitted; Redis gone since changes nothing to that
+            slot = time.monotonic() + wait
 
     def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None:
         """Count an answer toward the breaker; never fails (a lost count only delays it)."""

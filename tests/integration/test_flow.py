@@ -343,3 +343,16 @@ def test_without_redis_admission_fails_as_cache_unavailable_and_recording_does_n
         control.admit(uuid.uuid4(), clear=False)
     control.record(Admission(go=True), Verdict.FAILING, why="x")
     control.pause(1, why="x")
+
+
+def test_at_a_high_limit_the_time_a_send_takes_to_reach_its_post_is_not_lateness(make_flow, redis_url, settings):
+    counting = CountingClient.from_url(redis_url, decode_responses=True)
+    control = RedisFlowControl(counting, replace(settings, rate_limit_per_second=1_000_000))
+    admission = control.admit(uuid.uuid4(), clear=True)
+    time.sleep(0.005)  # the database's update between admission and POST
+    CountingClient.round_trips = 0
+    waiting = threading.Thread(target=control.wait_for_slot, args=(admission,), daemon=True)
+    waiting.start()
+    waiting.join(timeout=2)
+    assert not waiting.is_alive(), "the wait for a slot one microsecond apart ends"
+    assert CountingClient.round_trips == 0, "5 ms late is not a stall: the slot stands"
