@@ -317,11 +317,46 @@ class CountsSchema(Schema):
     canceled = fields.Integer(required=True, metadata={"example": 3})
 
 
+class BreakerSchema(Schema):
+    """The circuit breaker toward the provider, shared by every worker."""
+
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(["closed", "open", "half_open"]),
+        metadata={"example": "open", "description": "`half_open`: one probe delivery decides."},
+    )
+    since = UtcDateTime(required=True, allow_none=True, metadata={"example": "2026-11-28T09:02:00+00:00"})
+    why = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"example": "10 of 10 deliveries in the last 300s failed; last: HTTP 503 Service Unavailable"},
+    )
+    reopens_at = UtcDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"example": "2026-11-28T09:02:30+00:00", "description": "Open: when one probe delivery may go."},
+    )
+
+
+class RateLimitSchema(Schema):
+    per_second = fields.Float(
+        required=True, metadata={"example": 50.0, "description": "Across every worker; 0 means no limit."}
+    )
+    burst = fields.Integer(required=True, metadata={"example": 1})
+    paused_until = UtcDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"example": None, "description": "A provider's 429 Retry-After holds every worker until then."},
+    )
+
+
 class StatusSchema(Schema):
     enabled = fields.Boolean(required=True, metadata={"example": True})
     interval_seconds = fields.Float(required=True, metadata={"example": 120.0})
     batch_size = fields.Integer(required=True, metadata={"example": 2})
     counts = fields.Nested(CountsSchema, required=True)
+    breaker = fields.Nested(BreakerSchema, required=True)
+    rate_limit = fields.Nested(RateLimitSchema, required=True)
 
 
 class AttemptQuerySchema(Schema):

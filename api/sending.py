@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 STARTED = "Sending started; a batch runs now."
 STARTED_WITHOUT_BATCH = "Sending started; the broker is unreachable, so the first batch runs at the next interval."
 ALREADY_ON = "Sending was already on; nothing changed."
+BREAKER_CLOSED = " The circuit breaker was open; it is closed now."
 
 blp = Blueprint("sending", __name__, url_prefix="/messaging", description="Start and stop sending.")
 
@@ -28,15 +29,18 @@ blp = Blueprint("sending", __name__, url_prefix="/messaging", description="Start
 def start():
     """Start sending; when it was stopped, run one batch at once.
 
-    Idempotent: while sending is on, starting again changes nothing (API calls never
-    raise the send rate). From then on a batch runs every `SEND_INTERVAL_SECONDS`.
+    Idempotent: while sending is on, starting again runs no batch (API calls never raise
+    the send rate). From then on a batch runs every `SEND_INTERVAL_SECONDS`. An open
+    circuit breaker is closed by hand, whether sending was on or not.
     """
+    # The operator says the provider is back: close an open breaker, even with sending on.
+    breaker = BREAKER_CLOSED if runtime().flow.close_by_hand() else ""
     if not runtime().cache.switch_on():
-        return {"enabled": True, "message": ALREADY_ON}
+        return {"enabled": True, "message": ALREADY_ON + breaker}
     log.info("event=sending_started")
     if _run_batch_now():
-        return {"enabled": True, "message": STARTED}
-    return {"enabled": True, "message": STARTED_WITHOUT_BATCH}
+        return {"enabled": True, "message": STARTED + breaker}
+    return {"enabled": True, "message": STARTED_WITHOUT_BATCH + breaker}
 
 
 @blp.route("/stop", methods=["POST"])
@@ -56,10 +60,11 @@ def stop():
 
 
 @blp.route("/status", methods=["GET"])
-@blp.response(200, StatusSchema, description="The switch, the schedule and the counts.")
+@blp.response(200, StatusSchema, description="The switch, the schedule, the counts and flow control.")
 @messaging_call(blp, needs=("postgresql", "redis"))
 def status():
-    """Whether sending is on, its schedule, and how many messages are in each status.
+    """Whether sending is on, its schedule, how many messages are in each status, the circuit
+    breaker toward the provider and the rate limit.
 
     The counts are at most a few seconds old: one count serves every call in that time.
     """
@@ -69,6 +74,20 @@ def status():
         "interval_seconds": settings().send_interval_seconds,
         "batch_size": settings().send_batch_size,
         "counts": {status.label: total for status, total in by_status.items()},
+        **_flow_control(),
+    }
+
+
+def _flow_control() -> dict:
+    """The breaker and the rate limit, as every worker sees them."""
+    state = runtime().flow.status()
+    return {
+        "breaker": {"state": state.state, "since": state.since, "why": state.why, "reopens_at": state.reopens_at},
+        "rate_limit": {
+            "per_second": settings().rate_limit_per_second,
+            "burst": settings().rate_limit_burst,
+            "paused_until": state.paused_until,
+        },
     }
 
 

@@ -26,6 +26,7 @@ BIG = 1_000_000
 DEPTH = 500_000
 CALLS = 200
 CLAIM_LIMIT = 100
+HIGH_RATE_LIMIT = 1_000_000  # messages per second: set, never reached
 
 
 CPU_NOTES: list[str] = []  # one "| case | floor process | floor machine | system workers | system machine |" line each
@@ -69,6 +70,7 @@ class Variant:
     label: str
     workers: int = 1
     options: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def throughput(
@@ -101,6 +103,7 @@ def throughput(
         real = system.drain(
             where, receiver.url, count=count, log_dir=LOGS / f"{name} {variant.label}".replace(" ", "-"),
             interval=INTERVAL, batch_size=BATCH, worker_options=variant.options, workers=variant.workers,
+            extra_env=dict(variant.env),
         )
         check_exactly_once(receiver, count, "the system")
         log(f"{name}: system {real.rate:.0f} msg/s ({per_message(real.cpu_seconds, count)} worker CPU/msg, "
@@ -149,8 +152,14 @@ def main(argv: list[str] | None = None) -> int:
                 Variant(f"{cores} workers x {DEFAULT_CONCURRENCY} threads (default)", workers=cores),
                 Variant(f"1 worker x {concurrency} threads", options=("--concurrency", str(concurrency))),
             ]
+            # What flow control costs per message: the default rows run with the rate limit off and the
+            # breaker closed; this one with a limit no drain reaches, so every send asks it (SPEC 8).
+            limited = Variant(
+                f"{cores} workers x {DEFAULT_CONCURRENCY} threads, RATE_LIMIT_PER_SECOND={HIGH_RATE_LIMIT:,}",
+                workers=cores, env=(("RATE_LIMIT_PER_SECOND", str(HIGH_RATE_LIMIT)),),
+            )
             rows += throughput(where, receiver, name="instant receiver", count=args.instant, delay_ms=0,
-                               concurrency=concurrency, target=0.8, variants=variants)
+                               concurrency=concurrency, target=0.8, variants=[*variants, limited])
             rows += throughput(where, receiver, name="receiver at 200 ms", count=args.slow, delay_ms=200,
                                concurrency=concurrency, target=0.9, variants=variants)
             if args.plain:

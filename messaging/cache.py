@@ -92,11 +92,11 @@ class Cache:
         with wrap_errors():
             return _entry(self.client.get(sent_key(message_id)))
 
-    def switch_and_delivery(self, message_id: UUID) -> tuple[bool, dict[str, Any] | None]:
-        """The switch and the message's cached delivery, in one round trip (a send asks both)."""
+    def switch_and_delivery(self, message_id: UUID, *also: str) -> tuple[bool, dict[str, Any] | None, list[str | None]]:
+        """The switch, the message's cached delivery and the keys `also` named, in one round trip (a send asks all)."""
         with wrap_errors():
-            switch, entry = self.client.mget(ENABLED_KEY, sent_key(message_id))
-        return self._enabled(switch), _entry(entry)
+            switch, entry, *values = self.client.mget(ENABLED_KEY, sent_key(message_id), *also)
+        return self._enabled(switch), _entry(entry), values
 
     def remembered_count(self, name: str, ttl_seconds: int, count: Callable[[], int]) -> int:
         """A count at most `ttl_seconds` old, made once per period rather than per call (see `remembered`)."""

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
@@ -42,6 +42,7 @@ class Outcome(enum.Enum):
     RETRY_LATER = "retry_later"
     FAILED = "failed"
     RELEASED = "released"  # sending was stopped before this task began
+    HELD = "held"  # flow control held it back (rate limit, open breaker, provider's pause): not an attempt
     SKIPPED = "skipped"  # the claim is not this task's (duplicate, stale or already handled)
 
 
@@ -62,12 +63,42 @@ class CachedDelivery:
     webhook_message_id: str | None
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """What a send reads before it POSTs, in one round trip."""
+
+    enabled: bool
+    cached: CachedDelivery | None = None
+    flow_clear: bool = False  # flow control said it need not be asked (breaker closed and healthy, no pause)
+
+
+class Verdict(enum.Enum):
+    """What an answer says about the provider, for the circuit breaker."""
+
+    HEALTHY = "healthy"  # 2xx
+    FAILING = "failing"  # a transient failure: 5xx, 408, 429, connection refused or reset, timeout
+    NEITHER = "neither"  # another 4xx (the message's fault) or nothing sent
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Flow control's answer to "may this claim be POSTed now?"."""
+
+    go: bool
+    wait_seconds: float = 0.0  # held: when it may go
+    reason: str = ""  # held: rate_limit, paused, breaker_open, breaker_half_open, breaker_watching, redis_down
+    lease: Any = None  # what `record` needs to settle this admission; opaque to the rules
+
+
+GO = Admission(go=True)
+
+
 class Records(Protocol):
     """The messages table, as the rules use it (messaging.store.Records over PostgreSQL)."""
 
     def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]: ...
     def claim_due(self, limit: int) -> list[Claim]: ...
-    def release_claim(self, message_id: UUID, token: UUID) -> bool: ...
+    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool: ...
     def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None: ...
     def mark_sent(
         self,
@@ -99,7 +130,7 @@ class Ledger(Protocol):
     """
 
     def is_enabled(self) -> bool: ...
-    def switch_and_delivery(self, message_id: UUID) -> tuple[bool, CachedDelivery | None]: ...
+    def preflight(self, message_id: UUID) -> Preflight: ...
     def remember_sent(self, message_id: UUID, delivery: CachedDelivery, webhook_seconds: float) -> None: ...
     def count_delivery(self, outcome: str, webhook_seconds: float | None) -> None: ...
     def count_batch(self, claimed: int, recovered: int) -> None: ...
@@ -107,6 +138,38 @@ class Ledger(Protocol):
 
 class Webhook(Protocol):
     def send(self, message_id: UUID, to: str, content: str) -> Accepted: ...
+
+
+class FlowControl(Protocol):
+    """One rate limit and one circuit breaker shared by every worker (messaging.flow.RedisFlowControl).
+
+    `admit` raises CacheUnavailable; recording and pausing never fail a delivery.
+    """
+
+    def admit(self, token: UUID, *, clear: bool) -> Admission: ...
+    def wait_for_slot(self, admission: Admission) -> None: ...
+    def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None: ...
+    def pause(self, seconds: float, why: str) -> None: ...
+    def claimable(self, limit: int, horizon_seconds: float) -> int: ...
+
+
+class Unlimited:
+    """No flow control: every send may go."""
+
+    def admit(self, token: UUID, *, clear: bool) -> Admission:
+        return GO
+
+    def wait_for_slot(self, admission: Admission) -> None:
+        pass
+
+    def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None:
+        pass
+
+    def pause(self, seconds: float, why: str) -> None:
+        pass
+
+    def claimable(self, limit: int, horizon_seconds: float) -> int:
+        return limit
 
 
 @dataclass(frozen=True)
@@ -117,6 +180,7 @@ class Ports:
     records: Records
     ledger: Ledger
     webhook: Webhook
+    flow: FlowControl = field(default_factory=Unlimited)
 
 
 @dataclass(frozen=True)
@@ -138,7 +202,10 @@ def run_batch(ports: Ports, enqueue: Enqueue) -> BatchResult:
         log.warning("event=claim_expired %s", fields(message_id=message_id))
     if not ports.ledger.is_enabled():
         return BatchResult(enabled=False, recovered=len(recovered))
-    claims = ports.records.claim_due(settings.send_batch_size)
+    # No more than flow control lets through before the next batch: an open breaker or a pause
+    # claims nothing, a rate limit what it allows, instead of claims that would only go back.
+    limit = ports.flow.claimable(settings.send_batch_size, settings.send_interval_seconds)
+    claims = ports.records.claim_due(limit) if limit else []
     if claims:
         _hand_over(ports, claims, enqueue)
     ports.ledger.count_batch(len(claims), len(recovered))
@@ -159,33 +226,73 @@ def _hand_over(ports: Ports, claims: list[Claim], enqueue: Enqueue) -> None:
 
 def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     """Send one claimed message at most once per claim and record the outcome."""
-    enabled, cached = _switch_and_cached_delivery(ports, message_id)
-    if not enabled:
+    preflight = _preflight(ports, message_id)
+    if not preflight.enabled:
         released = ports.records.release_claim(message_id, token)
         return _finish(ports, message_id, Outcome.RELEASED if released else Outcome.SKIPPED)
+    cached = preflight.cached
     if cached is not None:
         recorded = ports.records.mark_sent(message_id, token, cached.sent_at, cached.webhook_message_id, attempted=False)
         return _finish(ports, message_id, Outcome.ALREADY_SENT if recorded else Outcome.SKIPPED)
+    admission = _admit(ports, token, preflight.flow_clear)
+    if not admission.go:
+        return _hold(ports, message_id, token, admission)
     outgoing = ports.records.start_sending(message_id, token)
     if outgoing is None:
+        ports.flow.record(admission, Verdict.NEITHER)
         return _finish(ports, message_id, Outcome.SKIPPED)
+    # Right before the POST, so that nothing slower (a database connection opened) comes between.
+    ports.flow.wait_for_slot(admission)
     started_at = datetime.now(timezone.utc)
     try:
         accepted = ports.webhook.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
     except DeliveryFailed as failure:
+        _tell_flow_control(ports, admission, failure)
         return _record_failure(ports, outgoing, token, failure, started_at)
+    ports.flow.record(admission, Verdict.HEALTHY)
     return _record_success(ports, outgoing, token, accepted, started_at)
 
 
-def _switch_and_cached_delivery(ports: Ports, message_id: UUID) -> tuple[bool, CachedDelivery | None]:
-    """Is sending on, and an earlier delivery of the message, if any."""
+def _preflight(ports: Ports, message_id: UUID) -> Preflight:
+    """Is sending on, an earlier delivery of the message if any, and must flow control be asked."""
     try:
-        return ports.ledger.switch_and_delivery(message_id)
+        return ports.ledger.preflight(message_id)
     except CacheUnavailable as error:
         # Without the switch we cannot know sending is still wanted: hold back.
         if outage_log.allow("switch"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
-        return False, None
+        return Preflight(enabled=False)
+
+
+def _admit(ports: Ports, token: UUID, clear: bool) -> Admission:
+    try:
+        return ports.flow.admit(token, clear=clear)
+    except CacheUnavailable as error:
+        # Without the shared limit and breaker, sending could flood a provider that is down: hold back.
+        if outage_log.allow("flow"):
+            log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
+        return Admission(go=False, reason="redis_down")
+
+
+def _hold(ports: Ports, message_id: UUID, token: UUID, admission: Admission) -> Report:
+    """Back to pending unsent and uncounted, due again when flow control says it may go."""
+    held = ports.records.release_claim(message_id, token, delay_seconds=admission.wait_seconds)
+    if not held:
+        return _finish(ports, message_id, Outcome.SKIPPED)
+    return _finish(
+        ports, message_id, Outcome.HELD, reason=admission.reason, retry_in_s=f"{admission.wait_seconds:.2f}"
+    )
+
+
+def _tell_flow_control(ports: Ports, admission: Admission, failure: DeliveryFailed) -> None:
+    """A 429 with Retry-After pauses every worker, not only this message; other transient failures count
+    toward the breaker. A provider that says when to come back is up: the pause is enough, and the
+    POSTs already under way when it said so (as many as the workers' threads) must not open the breaker."""
+    if failure.status_code == 429 and failure.retry_after:
+        ports.flow.pause(min(failure.retry_after, ports.settings.retry_max_seconds), why=failure.reason)
+        ports.flow.record(admission, Verdict.NEITHER)
+        return
+    ports.flow.record(admission, Verdict.FAILING if failure.transient else Verdict.NEITHER, why=failure.reason)
 
 
 def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Accepted, started_at: datetime) -> Report:

@@ -13,9 +13,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 from psycopg_pool import ConnectionPool
 
-from messaging import db
+from messaging import db, flow
 from messaging.counts import MAX_AGE_SECONDS, StatusCounts
 from messaging.errors import DependencyUnavailable
+from messaging.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,11 @@ class Recorder:
 class _Collector:
     """Reads Redis and the shared counts at scrape time; asks PostgreSQL only `SELECT 1`."""
 
-    def __init__(self, pool: ConnectionPool, client: redis.Redis, counts: StatusCounts) -> None:
+    def __init__(self, pool: ConnectionPool, client: redis.Redis, counts: StatusCounts, settings: Settings) -> None:
         self.pool = pool
         self.client = client
         self.counts = counts
+        self.settings = settings
 
     def collect(self) -> Iterable:
         up = GaugeMetricFamily("messaging_dependency_up", "1 when the dependency answered this scrape.", labels=["dependency"])
@@ -84,8 +86,9 @@ class _Collector:
             up.add_metric(["postgresql"], 0)
         try:
             yield from self._redis_counters()
+            yield from self._flow_control()
             up.add_metric(["redis"], 1)
-        except redis.RedisError:
+        except (redis.RedisError, DependencyUnavailable):
             up.add_metric(["redis"], 0)
         yield up
 
@@ -108,6 +111,37 @@ class _Collector:
             "messaging_claims_recovered", "Stale claims returned to pending.", value=float(batches.get("recovered", 0))
         )
 
+    def _flow_control(self) -> Iterable:
+        """The breaker and the rate limit (SPEC 8), as every worker sees them."""
+        status = flow.breaker_status(self.client)
+        transitions = self.client.hgetall(flow.TRANSITIONS_KEY)
+        state = GaugeMetricFamily(
+            "messaging_breaker_state", "1 for the circuit breaker's current state.", labels=["state"]
+        )
+        for name in ("closed", "open", "half_open"):
+            state.add_metric([name], 1 if status.state == name else 0)
+        yield state
+        moves = CounterMetricFamily(
+            "messaging_breaker_transitions", "Circuit breaker state changes, by the state entered.", labels=["to"]
+        )
+        for name, field in (("open", "opened"), ("half_open", "half_open"), ("closed", "closed")):
+            moves.add_metric([name], float(transitions.get(field, 0)))
+        yield moves
+        yield CounterMetricFamily(
+            "messaging_breaker_probes", "Probe deliveries let through while half-open.", value=float(transitions.get("probes", 0))
+        )
+        paused = (status.paused_until - datetime.now(timezone.utc)).total_seconds() if status.paused_until else 0.0
+        yield GaugeMetricFamily(
+            "messaging_provider_paused_seconds", "Seconds left of a provider's 429 Retry-After pause.", value=max(0.0, paused)
+        )
+        yield GaugeMetricFamily(
+            "messaging_rate_limit_per_second", "Deliveries per second across all workers; 0: no limit.",
+            value=self.settings.rate_limit_per_second,
+        )
+        yield GaugeMetricFamily(
+            "messaging_rate_limit_burst", "Deliveries that may go at once.", value=self.settings.rate_limit_burst
+        )
+
 
 def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:
     """Cumulative buckets from the per-bucket counts in Redis (fields named `f"{bound:g}"`)."""
@@ -128,7 +162,7 @@ def render(runtime, counts: StatusCounts, accept: str | None = None) -> tuple[by
     """The exposition for this service and its content type: OpenMetrics when the scraper's
     `Accept` header asks for it (as Prometheus does), else the classic Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(runtime.pool, runtime.redis, counts))
+    registry.register(_Collector(runtime.pool, runtime.redis, counts, runtime.settings))
     encode, content_type = choose_encoder(accept or "")
     return encode(registry), content_type
 

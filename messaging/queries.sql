@@ -58,9 +58,10 @@ WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s AND sending
 RETURNING id, content, recipient_phone_number, attempts, attempt_trigger;
 
 -- name: release_claim
--- Give a claimed message that has not started sending back to pending, unsent.
+-- Give a claimed message that has not started sending back to pending, unsent, due again after %(delay)s seconds.
 UPDATE messages
-SET sending_status = 0, claim_token = NULL, claimed_at = NULL, updated_at = now()
+SET sending_status = 0, claim_token = NULL, claimed_at = NULL,
+    next_attempt_at = now() + make_interval(secs => %(delay)s), updated_at = now()
 WHERE id = %(id)s AND sending_status = 3 AND claim_token = %(token)s AND sending_started_at IS NULL
 RETURNING id;
 

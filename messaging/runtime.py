@@ -11,9 +11,10 @@ from uuid import UUID
 import redis
 from psycopg_pool import ConnectionPool
 
-from messaging import cache, db, store
+from messaging import cache, db, flow, store
 from messaging.cache import Cache
-from messaging.delivery import CachedDelivery, Ports
+from messaging.delivery import CachedDelivery, Ports, Preflight
+from messaging.flow import RedisFlowControl
 from messaging.metrics import Recorder
 from messaging.settings import Settings
 from messaging.webhook import WebhookClient
@@ -32,6 +33,7 @@ class Runtime:
     cache: Cache
     webhook: WebhookClient
     metrics: Recorder
+    flow: RedisFlowControl
 
     @classmethod
     def open(cls, settings: Settings, *, concurrency: int = 4, name: str = "messaging") -> Runtime:
@@ -47,14 +49,18 @@ class Runtime:
                 settings.webhook_auth_key,
                 settings.webhook_timeout_seconds,
                 pool_size=concurrency,
+                signing_secrets=settings.webhook_signing_secrets,
             ),
             metrics=Recorder(client),
+            flow=RedisFlowControl(client, settings),
         )
 
     @cached_property
     def ports(self) -> Ports:
         """What the delivery rules talk to, over this process's connections."""
-        return Ports(self.settings, store.Records(self.pool), RedisLedger(self.cache, self.metrics), self.webhook)
+        return Ports(
+            self.settings, store.Records(self.pool), RedisLedger(self.cache, self.metrics), self.webhook, self.flow
+        )
 
     def close(self) -> None:
         self.webhook.close()
@@ -72,9 +78,9 @@ class RedisLedger:
     def is_enabled(self) -> bool:
         return self.cache.is_enabled()
 
-    def switch_and_delivery(self, message_id: UUID) -> tuple[bool, CachedDelivery | None]:
-        enabled, entry = self.cache.switch_and_delivery(message_id)
-        return enabled, _cached_delivery(entry)
+    def preflight(self, message_id: UUID) -> Preflight:
+        enabled, entry, (clear,) = self.cache.switch_and_delivery(message_id, flow.CLEAR_KEY)
+        return Preflight(enabled, _cached_delivery(entry), flow_clear=clear is not None)
 
     def remember_sent(self, message_id: UUID, delivery: CachedDelivery, webhook_seconds: float) -> None:
         """The cache entry and the delivery's counters in one round trip."""

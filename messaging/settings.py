@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ DATABASE_SCHEMES = ("postgresql", "postgres")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 BROKER_SCHEMES = REDIS_SCHEMES + ("amqp", "amqps", "pyamqp")
 WEBHOOK_SCHEMES = ("http", "https")
+SIGNING_SECRET_PREFIX = "whsec_"
+MIN_SIGNING_KEY_BYTES = 24  # Standard Webhooks: keys of 24 to 64 bytes
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 # GET /messaging/sent: our shape, or the Go service's (a bare array, its field names and errors).
@@ -48,6 +52,14 @@ class Settings:
     sent_response_format: str = "standard"
     log_level: str = "INFO"
     attempt_retention_days: int = 30
+    # Flow control toward the provider (SPEC 8): a shared rate limit, a circuit breaker, signatures.
+    rate_limit_per_second: float = 0.0  # 0: off
+    rate_limit_burst: int = 1
+    breaker_failure_ratio: float = 0.7
+    breaker_min_calls: int = 10
+    breaker_window_seconds: float = 300.0
+    breaker_open_seconds: float = 30.0
+    webhook_signing_secrets: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -77,6 +89,7 @@ class Settings:
             sent_response_format=env.choice("SENT_RESPONSE_FORMAT", "standard", SENT_RESPONSE_FORMATS),
             log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             attempt_retention_days=env.number("ATTEMPT_RETENTION_DAYS", 30, int, low=1, high=3650),
+            **_flow_control(env),
         )
         settings.check_consistency()
         return settings
@@ -89,6 +102,43 @@ class Settings:
         # otherwise a slow POST and its re-claim would both reach the webhook.
         if self.claim_timeout_seconds <= self.webhook_timeout_seconds:
             raise SettingsError("CLAIM_TIMEOUT_SECONDS", "must be greater than WEBHOOK_TIMEOUT_SECONDS")
+
+
+def _flow_control(env: _Environment) -> dict[str, Any]:
+    """SPEC 8's variables: the shared rate limit, the circuit breaker and the signing secrets."""
+    return dict(
+        rate_limit_per_second=env.number("RATE_LIMIT_PER_SECOND", 0.0, float, low=0, high=1_000_000),
+        rate_limit_burst=env.number("RATE_LIMIT_BURST", 1, int, low=1, high=1_000_000),
+        breaker_failure_ratio=env.number("BREAKER_FAILURE_RATIO", 0.7, float, low=0.01, high=1),
+        breaker_min_calls=env.number("BREAKER_MIN_CALLS", 10, int, low=1, high=1_000_000),
+        breaker_window_seconds=env.number("BREAKER_WINDOW_SECONDS", 300.0, float, low=1, high=86400),
+        breaker_open_seconds=env.number("BREAKER_OPEN_SECONDS", 30.0, float, low=0.1, high=86400),
+        webhook_signing_secrets=signing_secrets(env.text("WEBHOOK_SIGNING_SECRET", "")),
+    )
+
+
+def signing_secrets(raw: str) -> tuple[str, ...]:
+    """`whsec_<base64>` secrets separated by spaces (several while rotating); the value never appears in an error."""
+    secrets = tuple(raw.split())
+    for position, secret in enumerate(secrets, start=1):
+        if not _valid_signing_secret(secret):
+            raise SettingsError(
+                "WEBHOOK_SIGNING_SECRET",
+                f"secret {position} must be {SIGNING_SECRET_PREFIX} followed by the base64 of "
+                f"at least {MIN_SIGNING_KEY_BYTES} bytes",
+            )
+    return secrets
+
+
+def _valid_signing_secret(secret: str) -> bool:
+    if not secret.startswith(SIGNING_SECRET_PREFIX):
+        return False
+    encoded = secret[len(SIGNING_SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(key) >= MIN_SIGNING_KEY_BYTES
 
 
 class _Environment:

@@ -38,9 +38,9 @@ def start_sending(pool: ConnectionPool, message_id: UUID, token: UUID) -> Outgoi
     return Outgoing.from_row(row) if row else None
 
 
-def release_claim(pool: ConnectionPool, message_id: UUID, token: UUID) -> bool:
-    """Give an unstarted claim back to pending; False when it was not ours to release."""
-    return db.fetch_one(pool, "release_claim", id=message_id, token=token) is not None
+def release_claim(pool: ConnectionPool, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool:
+    """Give an unstarted claim back to pending, due after `delay_seconds`; False when it was not ours to release."""
+    return db.fetch_one(pool, "release_claim", id=message_id, token=token, delay=delay_seconds) is not None
 
 
 def mark_sent(
@@ -244,8 +244,8 @@ class Records:
     def claim_due(self, limit: int) -> list[Claim]:
         return claim_due(self.pool, limit)
 
-    def release_claim(self, message_id: UUID, token: UUID) -> bool:
-        return release_claim(self.pool, message_id, token)
+    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool:
+        return release_claim(self.pool, message_id, token, delay_seconds)
 
     def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None:
         return start_sending(self.pool, message_id, token)

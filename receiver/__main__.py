@@ -19,6 +19,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=env("RECEIVER_PORT", "9000"))
     parser.add_argument("--delay-ms", type=int, default=env("RECEIVER_DELAY_MS", "0"))
     parser.add_argument("--status", type=int, default=202)
+    parser.add_argument(
+        "--signing-secret",
+        default=env("RECEIVER_SIGNING_SECRET", ""),
+        help="whsec_... (several separated by spaces): refuse POSTs without a valid Standard Webhooks signature (401)",
+    )
     return parser.parse_args(argv)
 
 
@@ -29,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        receiver = Receiver(args.host, args.port, delay_ms=args.delay_ms, status=args.status)
+        receiver = Receiver(
+            args.host, args.port, signing_secret=args.signing_secret, delay_ms=args.delay_ms, status=args.status
+        )
     except ValueError as exc:
         raise SystemExit(f"receiver: {exc}") from None
     with receiver:

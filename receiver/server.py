@@ -14,6 +14,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from standardwebhooks import Webhook, WebhookVerificationError
+
 log = logging.getLogger("receiver")
 
 CONTROL_PREFIX = "/_receiver/"
@@ -129,13 +131,30 @@ class Store:
                     "overlaps": self._overlaps}
 
 
+class SignatureCheck:
+    """Standard Webhooks verification with the package's own `verify()`; any of the secrets may match."""
+
+    def __init__(self, secrets: str) -> None:
+        self._webhooks = [Webhook(secret) for secret in secrets.split()]
+
+    def valid(self, raw: bytes, headers: dict[str, str]) -> bool:
+        for webhook in self._webhooks:
+            try:
+                webhook.verify(raw, headers, json_parse=False)
+                return True
+            except (WebhookVerificationError, ValueError):  # ValueError: a malformed signature list
+                continue
+        return False
+
+
 class ReceiverHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default backlog of 5 resets connections under bursts
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], store: Store) -> None:
+    def __init__(self, address: tuple[str, int], store: Store, signatures: SignatureCheck | None = None) -> None:
         self.store = store
+        self.signatures = signatures
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, ReceiverHandler)
@@ -250,10 +269,18 @@ class ReceiverHandler(BaseHTTPRequestHandler):
 
     def _answer_delivery(self, key: str | None, raw: bytes) -> None:
         parsed = _parse_json(raw)
-        status, b = self.server.store.record({
-            "key": key, "path": self.path, "raw": raw, "json": parsed, "received_at": time.time(),
-            "headers": {k.lower(): v for k, v in self.headers.items()},
-        })
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        delivery = {
+            "key": key, "path": self.path, "raw": raw, "json": parsed, "received_at": time.time(), "headers": headers,
+        }
+        if self.server.signatures is not None:
+            delivery["signature_valid"] = self.server.signatures.valid(raw, headers)
+            if not delivery["signature_valid"]:
+                self.server.store.record(delivery)
+                log.info("receiver: delivery key=%s refused: no valid signature", key)
+                self._send_json(401, {"message": "invalid signature"})
+                return
+        status, b = self.server.store.record(delivery)
         to = parsed.get("to") if isinstance(parsed, dict) else None
         log.info("receiver: delivery key=%s to=%s status=%s", key, to, status or "closed")
         if b["delay_ms"]:
@@ -302,9 +329,11 @@ def _public(delivery: dict[str, Any]) -> dict[str, Any]:
 class Receiver:
     """In-process receiver: `with Receiver(delay_ms=50) as r: post(r.url, ...)`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **behaviour: Any) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, signing_secret: str = "", **behaviour: Any) -> None:
+        """`signing_secret`: `whsec_...` (several separated by spaces); then unsigned or badly signed POSTs get 401."""
         self._store = Store(behaviour)
-        self._server = ReceiverHTTPServer((host, port), self._store)
+        signatures = SignatureCheck(signing_secret) if signing_secret.strip() else None
+        self._server = ReceiverHTTPServer((host, port), self._store, signatures)
         self._thread: threading.Thread | None = None
 
     @property

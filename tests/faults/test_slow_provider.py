@@ -16,7 +16,10 @@ def test_a_trickling_provider_never_has_two_posts_of_one_message_open_at_once(fa
     # far beyond the 2 s claim timeout.
     receiver.set_behaviour(trickle_ms=200)
     insert_backlog(db, 20)
-    stack = make_stack(**{**fault_env, "WEBHOOK_TIMEOUT_SECONDS": 1, "CLAIM_TIMEOUT_SECONDS": 2, "MAX_ATTEMPTS": 100})
+    # Every POST times out: the circuit breaker would rightly open (SPEC 8); repeated attempts are the point here.
+    stack = make_stack(
+        **{**fault_env, "WEBHOOK_TIMEOUT_SECONDS": 1, "CLAIM_TIMEOUT_SECONDS": 2, "MAX_ATTEMPTS": 100, "BREAKER_MIN_CALLS": 1000}
+    )
     stack.worker("w1")
     stack.worker("w2")
     stack.beat()

@@ -766,6 +766,8 @@ def test_status_shows_the_switch_schedule_and_counts(make_app, make_message):
         "interval_seconds": 0.5,
         "batch_size": 7,
         "counts": {"pending": 3, "sending": 1, "sent": 2, "failed": 0, "canceled": 0},
+        "breaker": {"state": "closed", "since": None, "why": None, "reopens_at": None},
+        "rate_limit": {"per_second": 0.0, "burst": 1, "paused_until": None},
     }
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from messaging import delivery
-from messaging.delivery import CachedDelivery, Outcome, Ports
+from messaging.delivery import CachedDelivery, Outcome, Ports, Preflight
 from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
 from messaging.models import Claim, Outgoing, Status
 from messaging.settings import Settings
@@ -28,6 +28,7 @@ class Row:
     attempts: int = 0
     last_error: str | None = None
     retry_in: float | None = None
+    released_for: float | None = None
     webhook_message_id: str | None = None
 
 
@@ -59,11 +60,11 @@ class FakeRecords:
     def claim_due(self, limit: int) -> list[Claim]:
         return [Claim(*self.claim(), T0) for _ in range(limit)]
 
-    def release_claim(self, message_id: UUID, token: UUID) -> bool:
+    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool:
         row = self._ours(message_id, token)
         if row is None or row.started:
             return False
-        row.status, row.token = Status.PENDING, None
+        row.status, row.token, row.released_for = Status.PENDING, None, delay_seconds
         return True
 
     def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None:
@@ -98,6 +99,7 @@ class FakeRecords:
 class FakeLedger:
     enabled: bool = True
     down: bool = False
+    flow_clear: bool = False
     cached: dict[UUID, CachedDelivery] = field(default_factory=dict)
     counted: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
@@ -110,9 +112,9 @@ class FakeLedger:
         self._check()
         return self.enabled
 
-    def switch_and_delivery(self, message_id):
+    def preflight(self, message_id):
         self._check()
-        return self.enabled, self.cached.get(message_id)
+        return Preflight(self.enabled, self.cached.get(message_id), self.flow_clear)
 
     def remember_sent(self, message_id, delivery, webhook_seconds) -> None:
         self.calls.append("remember_sent")
@@ -246,7 +248,7 @@ def test_a_permanent_failure_fails_at_once(ports):
 def test_a_delivery_is_recorded_even_when_the_cache_is_down(ports):
     message_id, token = ports.records.claim()
     ports.ledger.down = True
-    ports.ledger.switch_and_delivery = lambda _: (True, None)
+    ports.ledger.preflight = lambda _: Preflight(True)
     assert delivery.deliver(ports, message_id, token).outcome is Outcome.SENT
     assert ports.records.rows[message_id].status is Status.SENT
 

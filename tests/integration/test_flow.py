@@ -1,0 +1,358 @@
+"""messaging.flow against a real Redis: the GCRA limit, the breaker's transitions (made once, by one
+caller, among many at the same moment), the provider's pause, and what each costs in round trips."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+import redis
+
+from messaging import flow
+from messaging.cache import Cache, create_client
+from messaging.delivery import Admission, Verdict
+from messaging.errors import CacheUnavailable
+from messaging.flow import RedisFlowControl
+from messaging.metrics import Recorder
+from messaging.runtime import RedisLedger
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+def client(redis_url):
+    opened = create_client(redis_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def make_flow(client, settings):
+    def make(*, hold_in_task_seconds: float = 0.0, **changes) -> RedisFlowControl:
+        defaults = dict(breaker_min_calls=5, breaker_failure_ratio=0.7, breaker_open_seconds=0.3, retry_max_seconds=600)
+        return RedisFlowControl(
+            client, replace(settings, **{**defaults, **changes}), hold_in_task_seconds=hold_in_task_seconds
+        )
+
+    return make
+
+
+def admit(control: RedisFlowControl, clear: bool = False) -> Admission:
+    return control.admit(uuid.uuid4(), clear=clear)
+
+
+def admit_together(control: RedisFlowControl, count: int) -> list[Admission]:
+    """`count` admissions at the same moment, as many workers would ask."""
+    start = threading.Barrier(count)
+
+    def one(_: int) -> Admission:
+        start.wait()
+        return admit(control)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def open_breaker(control: RedisFlowControl) -> None:
+    for admission in [admit(control) for _ in range(5)]:
+        control.record(admission, Verdict.FAILING, why="HTTP 503")
+    assert control.status().state == "open"
+
+
+def make_healthy(control: RedisFlowControl) -> Admission:
+    """Successes until the window shows the provider healthy; the first admission that is not counted."""
+    for _ in range(10):
+        admission = admit(control)
+        if admission.lease.kind == "free":
+            return admission
+        control.record(admission, Verdict.HEALTHY)
+    raise AssertionError("ten successes and still counted")
+
+
+def transitions(caplog, event: str) -> int:
+    return sum(f"event={event}" in record.getMessage() for record in caplog.records)
+
+
+class CountingClient(redis.Redis):
+    """Counts round trips: commands sent alone and pipelines."""
+
+    round_trips = 0
+
+    def execute_command(self, *args, **options):
+        CountingClient.round_trips += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, *args, **kwargs):
+        pipe = super().pipeline(*args, **kwargs)
+        run = pipe.execute
+
+        def execute(*a, **k):
+            CountingClient.round_trips += 1
+            return run(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+
+# The rate limit ---------------------------------------------------------------------------------
+
+
+def test_up_to_the_burst_go_at_once_then_one_per_interval(make_flow):
+    control = make_flow(rate_limit_per_second=20, rate_limit_burst=3)
+    answers = [admit(control) for _ in range(5)]
+    assert [a.go for a in answers] == [True, True, True, False, False]
+    assert answers[3].reason == "rate_limit"
+    # The 4th conforms one interval (50 ms) after the first; nothing was reserved for it.
+    assert 0.03 <= answers[3].wait_seconds <= 0.05 and answers[4].wait_seconds == pytest.approx(answers[3].wait_seconds, abs=0.005)
+
+
+def test_many_callers_together_never_get_more_than_the_rate_plus_the_burst(make_flow):
+    control = make_flow(rate_limit_per_second=50, rate_limit_burst=5)
+    granted: list[float] = []
+    stop = time.monotonic() + 1.0
+
+    def keep_asking() -> None:
+        while time.monotonic() < stop:
+            if admit(control).go:
+                granted.append(time.monotonic())
+
+    threads = [threading.Thread(target=keep_asking) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(granted) <= 50 * 1.0 + 5
+
+
+def test_a_slot_within_the_hold_is_waited_for_in_the_task(make_flow):
+    control = make_flow(rate_limit_per_second=5, rate_limit_burst=1, hold_in_task_seconds=1.0)
+    assert admit(control).go
+    started = time.monotonic()
+    second = admit(control)
+    assert second.go, "the next slot, 200 ms away, is within the hold"
+    control.wait_for_slot(second)
+    assert 0.15 <= time.monotonic() - started <= 0.5
+
+
+def test_a_wait_that_overran_its_slot_takes_a_new_one(make_flow, monkeypatch, client):
+    control = make_flow(rate_limit_per_second=5, rate_limit_burst=1, hold_in_task_seconds=1.0)
+    assert admit(control).go
+    sleep = time.sleep
+    stalls = iter([0.3])  # the first wait overruns its slot by 300 ms, as in a stalled process
+    monkeypatch.setattr(flow.time, "sleep", lambda seconds: sleep(seconds + next(stalls, 0)))
+    started = time.monotonic()
+    control.wait_for_slot(admit(control))
+    assert 0.45 <= time.monotonic() - started <= 0.7, "its slot at 200 ms given up; a new one, free at once at 500 ms"
+    tat = float(client.get(flow.TAT_KEY)) - time.time()
+    assert 0.1 <= tat <= 0.2, "the new slot is spent: the next one is 200 ms after it"
+
+
+def test_a_batch_claims_what_the_rate_lets_through_before_the_next_batch(make_flow):
+    control = make_flow(rate_limit_per_second=10, rate_limit_burst=2)
+    assert control.claimable(5, 1.0) == 5
+    assert control.claimable(100, 1.0) == 7, "10 in the next second, plus the burst, less what was claimed"
+    assert control.claimable(100, 1.0) == 0, "two beats at once claim the slots once"
+    time.sleep(0.25)
+    assert 2 <= control.claimable(100, 1.0) <= 3
+
+
+def test_a_batch_counts_the_time_its_sends_may_wait_for_their_slots(make_flow):
+    assert make_flow(rate_limit_per_second=10, hold_in_task_seconds=1.0).claimable(100, 0.5) == 16
+
+
+# The breaker -------------------------------------------------------------------------------------
+
+
+def test_from_cold_no_more_go_than_could_all_fail_without_opening_the_breaker(make_flow):
+    control = make_flow()
+    answers = admit_together(control, 20)
+    assert sum(a.go for a in answers) == 5
+    assert {a.reason for a in answers if not a.go} == {"breaker_watching"}
+
+
+def test_min_calls_failures_open_it_once_whoever_records_them(make_flow, caplog):
+    control = make_flow()
+    admitted = [admit(control) for _ in range(5)]
+    with caplog.at_level(logging.INFO, logger="messaging.flow"), ThreadPoolExecutor(5) as pool:
+        list(pool.map(lambda a: control.record(a, Verdict.FAILING, why="HTTP 503 Service Unavailable"), admitted))
+    status = control.status()
+    assert status.state == "open"
+    assert status.why == "5 of 5 deliveries in the last 300s failed; last: HTTP 503 Service Unavailable"
+    assert transitions(caplog, "breaker_opened") == 1
+
+
+def test_failures_among_enough_successes_do_not_open_it(make_flow):
+    control = make_flow()
+    for _ in range(10):
+        control.record(admit(control), Verdict.HEALTHY)
+    for _ in range(23):  # 23 of 33 is below 0.7
+        control.record(Admission(go=True), Verdict.FAILING, why="HTTP 503")
+    assert control.status().state == "closed"
+    control.record(Admission(go=True), Verdict.FAILING, why="HTTP 503")  # 24 of 34 is not
+    assert control.status().state == "open"
+
+
+def test_permanent_failures_count_for_nothing(make_flow):
+    control = make_flow()
+    for _ in range(20):
+        control.record(admit(control), Verdict.NEITHER)
+    assert control.status().state == "closed"
+    assert sum(admit(control).go for _ in range(5)) == 5, "their admissions were given back"
+
+
+def test_while_open_nothing_goes_and_a_batch_claims_nothing(make_flow):
+    control = make_flow(breaker_open_seconds=30)
+    open_breaker(control)
+    held = admit(control)
+    assert (held.go, held.reason) == (False, "breaker_open")
+    assert 29 <= held.wait_seconds <= 30
+    assert control.claimable(100, 1.0) == 0
+
+
+def test_after_the_open_time_exactly_one_probe_goes_among_many_callers(make_flow, caplog):
+    control = make_flow()
+    open_breaker(control)
+    time.sleep(0.35)
+    assert control.claimable(100, 1.0) == 1, "the batch claims one message for the probe"
+    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+        answers = admit_together(control, 20)
+    assert sum(a.go for a in answers) == 1
+    assert {a.reason for a in answers if not a.go} == {"breaker_half_open"}
+    assert control.status().state == "half_open" and transitions(caplog, "breaker_half_open") == 1
+    assert control.claimable(100, 1.0) == 0, "nothing more while the probe is under way"
+
+
+def test_a_successful_probe_closes_it(make_flow, caplog):
+    control = make_flow()
+    open_breaker(control)
+    time.sleep(0.35)
+    probe = admit(control)
+    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+        control.record(probe, Verdict.HEALTHY)
+    assert control.status().state == "closed"
+    assert transitions(caplog, "breaker_closed") == 1
+
+
+def test_a_failed_probe_reopens_it_for_twice_as_long_up_to_retry_max(make_flow):
+    control = make_flow(breaker_open_seconds=0.2, retry_max_seconds=0.5)
+    open_breaker(control)
+    waits = []
+    for _ in range(3):
+        time.sleep(float(control.client.hget(flow.BREAKER_KEY, "open_seconds")) + 0.05)
+        control.record(admit(control), Verdict.FAILING, why="HTTP 503")
+        waits.append(float(control.client.hget(flow.BREAKER_KEY, "open_seconds")))
+        assert control.status().why == "the probe delivery failed: HTTP 503"
+    assert waits == [0.4, 0.5, 0.5]
+
+
+def test_a_probe_whose_worker_died_lets_another_probe_go_after_its_lease(make_flow, monkeypatch):
+    monkeypatch.setattr(flow, "LEASE_MARGIN_SECONDS", 0.0)
+    control = make_flow(webhook_timeout_seconds=0.2)
+    open_breaker(control)
+    time.sleep(0.35)
+    assert admit(control).go  # ... and never answers
+    assert not admit(control).go
+    time.sleep(0.25)
+    assert admit(control).go
+
+
+def test_start_closes_an_open_breaker_by_hand(make_flow, caplog):
+    control = make_flow(breaker_open_seconds=30)
+    assert not control.close_by_hand()
+    open_breaker(control)
+    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+        assert control.close_by_hand()
+    status = control.status()
+    assert (status.state, status.why) == ("closed", "closed by hand (POST /messaging/start)")
+    assert transitions(caplog, "breaker_closed") == 1
+    assert admit(control).go
+
+
+# The provider's pause ----------------------------------------------------------------------------
+
+
+def test_a_pause_holds_every_send_until_it_ends_and_a_shorter_one_does_not_shorten_it(make_flow, caplog):
+    control = make_flow()
+    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+        control.pause(0.5, why="HTTP 429 Too Many Requests")
+        control.pause(0.6, why="HTTP 429 Too Many Requests")  # the POSTs under way meanwhile
+        control.pause(0.1, why="HTTP 429 Too Many Requests")
+    assert transitions(caplog, "provider_pause") == 1, "said once, when it began"
+    assert not control.client.exists(flow.CLEAR_KEY), "sends read that they must ask"
+    held = admit(control)
+    assert (held.go, held.reason) == (False, "paused")
+    assert 0.4 <= held.wait_seconds <= 0.6
+    assert control.claimable(100, 1.0) == 0
+    assert control.status().pause_why == "HTTP 429 Too Many Requests"
+    wait_for(lambda: admit(control).go, timeout=2, what="the pause to end")
+
+
+# What it costs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rate", "per_send"), [(0, 1), (1_000_000, 2)])
+def test_healthy_a_send_costs_no_round_trip_of_its_own_and_one_with_a_limit(make_flow, redis_url, settings, monkeypatch, rate, per_send):
+    monkeypatch.setattr(flow, "SUCCESS_FLUSH_SECONDS", 3600)  # its one round trip a second, left out here
+    make_healthy(make_flow())
+    counting = CountingClient.from_url(redis_url, decode_responses=True)
+    ledger = RedisLedger(Cache(counting, 60, True), Recorder(counting))
+    cheap = RedisFlowControl(counting, replace(settings, breaker_min_calls=5, rate_limit_per_second=rate))
+    CountingClient.round_trips = 0
+    for _ in range(50):
+        preflight = ledger.preflight(uuid.uuid4())
+        admission = cheap.admit(uuid.uuid4(), clear=preflight.flow_clear)
+        assert admission.go
+        cheap.record(admission, Verdict.HEALTHY)
+    assert preflight.flow_clear
+    assert CountingClient.round_trips == 50 * per_send, "the preflight MGET each, and the limit's script"
+
+
+def test_a_failure_makes_sends_ask_again(make_flow, client):
+    control = make_flow()
+    admission = make_healthy(control)
+    assert client.exists(flow.CLEAR_KEY)
+    control.record(admission, Verdict.FAILING, why="HTTP 503")
+    assert not client.exists(flow.CLEAR_KEY)
+
+
+def test_successes_counted_in_the_process_reach_the_window_once_a_second(make_flow, client, monkeypatch):
+    control = make_flow()
+    free = make_healthy(control)
+
+    def successes() -> int:
+        return sum(int(v) for k, v in client.hgetall(flow.CALLS_KEY).items() if k.endswith(":s"))
+
+    counted = successes()
+    assert counted == 3, "with 5 calls to open at 0.7, 3 successes show it healthy"
+    for _ in range(7):
+        control.record(free, Verdict.HEALTHY)
+    assert successes() == counted
+    monkeypatch.setattr(flow, "SUCCESS_FLUSH_SECONDS", 0.0)
+    control.record(free, Verdict.HEALTHY)
+    assert successes() == counted + 8
+
+
+def test_without_redis_admission_fails_as_cache_unavailable_and_recording_does_not(settings):
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    control = RedisFlowControl(dead, settings)
+    with pytest.raises(CacheUnavailable):
+        control.admit(uuid.uuid4(), clear=False)
+    control.record(Admission(go=True), Verdict.FAILING, why="x")
+    control.pause(1, why="x")
+
+
+def test_at_a_high_limit_the_time_a_send_takes_to_reach_its_post_is_not_lateness(make_flow, redis_url, settings):
+    counting = CountingClient.from_url(redis_url, decode_responses=True)
+    control = RedisFlowControl(counting, replace(settings, rate_limit_per_second=1_000_000))
+    admission = control.admit(uuid.uuid4(), clear=True)
+    time.sleep(0.005)  # the database's update between admission and POST
+    CountingClient.round_trips = 0
+    waiting = threading.Thread(target=control.wait_for_slot, args=(admission,), daemon=True)
+    waiting.start()
+    waiting.join(timeout=2)
+    assert not waiting.is_alive(), "the wait for a slot one microsecond apart ends"
+    assert CountingClient.round_trips == 0, "5 ms late is not a stall: the slot stands"

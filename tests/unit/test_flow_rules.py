@@ -1,0 +1,167 @@
+"""The delivery rules' side of flow control (SPEC 8), with a fake of the port they own: what is held
+back, what counts for the breaker, what pauses everyone, and what a batch claims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from uuid import UUID
+
+import pytest
+
+from messaging import delivery
+from messaging.delivery import Admission, Outcome, Ports, Verdict
+from messaging.errors import CacheUnavailable
+from messaging.models import Status
+from messaging.webhook import DeliveryFailed, ErrorClass
+from tests.unit.test_delivery_rules import PERMANENT, SETTINGS, FakeLedger, FakeRecords, FakeWebhook, transient
+
+LEASE = object()
+
+
+@dataclass
+class FakeFlow:
+    answer: Admission = field(default_factory=lambda: Admission(go=True, lease=LEASE))
+    down: bool = False
+    limit: int | None = None
+    asked: list[bool] = field(default_factory=list)  # the `clear` each admission was asked with
+    recorded: list[tuple[object, Verdict]] = field(default_factory=list)
+    paused: list[float] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+    def admit(self, token: UUID, *, clear: bool) -> Admission:
+        self.asked.append(clear)
+        if self.down:
+            raise CacheUnavailable("down")
+        return self.answer
+
+    def wait_for_slot(self, admission: Admission) -> None:
+        self.events.append("wait_for_slot")
+
+    def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None:
+        self.recorded.append((admission.lease, verdict))
+
+    def pause(self, seconds: float, why: str) -> None:
+        self.paused.append(seconds)
+
+    def claimable(self, limit: int, horizon_seconds: float) -> int:
+        return limit if self.limit is None else min(limit, self.limit)
+
+
+def failure(status: int, retry_after: float | None = None) -> DeliveryFailed:
+    return DeliveryFailed(
+        f"HTTP {status}", transient=status in (429, 503), error_class=ErrorClass.HTTP_STATUS,
+        retry_after=retry_after, status_code=status,
+    )
+
+
+@pytest.fixture
+def ports() -> Ports:
+    return Ports(SETTINGS, FakeRecords(), FakeLedger(), FakeWebhook(), FakeFlow())
+
+
+@pytest.mark.parametrize("reason", ["rate_limit", "breaker_open", "breaker_half_open", "paused"])
+def test_a_held_message_goes_back_to_pending_unsent_and_uncounted_until_flow_control_allows(ports, reason):
+    ports.flow.answer = Admission(go=False, wait_seconds=12.5, reason=reason)
+    message_id, token = ports.records.claim(attempts=2)
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.HELD
+    row = ports.records.rows[message_id]
+    assert (row.status, row.attempts, row.started, row.released_for) == (Status.PENDING, 2, False, 12.5)
+    assert ports.webhook.posted == [] and ports.flow.recorded == []
+    assert ports.ledger.counted == ["held"]
+
+
+def test_an_admitted_send_waits_for_its_slot_right_before_the_post(ports):
+    events = ports.flow.events
+    start_sending, send = ports.records.start_sending, ports.webhook.send
+    ports.records.start_sending = lambda *args: events.append("start_sending") or start_sending(*args)
+    ports.webhook.send = lambda *args: events.append("post") or send(*args)
+    assert delivery.deliver(ports, *ports.records.claim()).outcome is Outcome.SENT
+    assert events == ["start_sending", "wait_for_slot", "post"]
+
+
+def test_a_held_claim_that_is_no_longer_ours_is_skipped(ports):
+    ports.flow.answer = Admission(go=False, wait_seconds=1, reason="rate_limit")
+    message_id, _ = ports.records.claim()
+    assert delivery.deliver(ports, message_id, UUID(int=1)).outcome is Outcome.SKIPPED
+
+
+def test_flow_control_is_told_whether_the_preflight_read_said_it_was_clear(ports):
+    ports.ledger.flow_clear = True
+    delivery.deliver(ports, *ports.records.claim())
+    ports.ledger.flow_clear = False
+    delivery.deliver(ports, *ports.records.claim())
+    assert ports.flow.asked == [True, False]
+
+
+def test_nothing_is_asked_of_flow_control_when_the_message_is_not_to_be_sent(ports):
+    ports.ledger.enabled = False
+    delivery.deliver(ports, *ports.records.claim())
+    assert ports.flow.asked == []
+
+
+def test_without_redis_for_flow_control_the_claim_goes_back_unsent(ports):
+    ports.flow.down = True
+    message_id, token = ports.records.claim()
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.HELD
+    assert ports.records.rows[message_id].status is Status.PENDING
+    assert ports.webhook.posted == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [
+        (None, Verdict.HEALTHY),
+        (transient(), Verdict.FAILING),
+        (DeliveryFailed("ConnectionError", transient=True, error_class=ErrorClass.CONNECTION), Verdict.FAILING),
+        (PERMANENT, Verdict.NEITHER),  # the message's fault, not the provider's
+        (DeliveryFailed("bad header", transient=False, error_class=ErrorClass.REQUEST), Verdict.NEITHER),
+    ],
+)
+def test_every_answer_is_reported_to_the_breaker_with_its_admission(ports, answer, verdict):
+    if answer is not None:
+        ports.webhook.answer = answer
+    delivery.deliver(ports, *ports.records.claim())
+    assert ports.flow.recorded == [(LEASE, verdict)]
+
+
+def test_an_admission_whose_claim_is_gone_is_given_back(ports):
+    message_id, token = ports.records.claim()
+    ports.records.rows[message_id].started = True  # another task of the claim got there first
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SKIPPED
+    assert ports.flow.recorded == [(LEASE, Verdict.NEITHER)]
+
+
+def test_a_429_with_retry_after_pauses_everyone_and_still_counts_its_own_attempt(ports):
+    ports.webhook.answer = failure(429, retry_after=7)
+    message_id, token = ports.records.claim()
+    assert delivery.deliver(ports, message_id, token).outcome is Outcome.RETRY_LATER
+    assert ports.flow.paused == [7]
+    assert ports.flow.recorded == [(LEASE, Verdict.NEITHER)], "the pause is enough: the provider is up"
+    row = ports.records.rows[message_id]
+    assert (row.attempts, row.retry_in) == (1, 7)
+
+
+def test_the_pause_is_capped_like_any_retry_delay(ports):
+    ports.webhook.answer = failure(429, retry_after=86400)
+    delivery.deliver(ports, *ports.records.claim())
+    assert ports.flow.paused == [SETTINGS.retry_max_seconds]
+
+
+@pytest.mark.parametrize("answer", [failure(429), failure(503, retry_after=30)])
+def test_only_a_429_that_says_when_pauses_everyone(ports, answer):
+    ports.webhook.answer = answer
+    delivery.deliver(ports, *ports.records.claim())
+    assert ports.flow.paused == []
+    assert ports.flow.recorded == [(LEASE, Verdict.FAILING)]
+
+
+def test_a_batch_claims_no_more_than_flow_control_lets_through(ports):
+    ports = replace(ports, settings=replace(SETTINGS, send_batch_size=10))
+    ports.flow.limit = 3
+    assert len(delivery.run_batch(ports, lambda claims: None).claimed) == 3
+
+
+def test_a_batch_claims_nothing_while_flow_control_lets_nothing_through(ports):
+    ports.flow.limit = 0
+    result = delivery.run_batch(ports, lambda claims: pytest.fail("enqueued while held"))
+    assert result.enabled and result.claimed == [] and ports.records.rows == {}
