@@ -25,7 +25,6 @@ from api.schemas import (
     MessagePageSchema,
     MessageSchema,
     NewMessageSchema,
-    SentPageQuerySchema,
 )
 from messaging import store, submission
 from messaging.errors import (

@@ -14,7 +14,7 @@ import requests
 from messaging import flow
 from messaging.cache import create_client
 from receiver import Receiver
-from tests.faults.test_process_faults import fault_env, insert_backlog, make_stack, sent_count  # noqa: F401
+from tests.faults.drain import insert_backlog, sent_count
 from tests.helpers import wait_for
 from tests.stack import BIN, free_port, wait_until_up
 

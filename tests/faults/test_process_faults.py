@@ -5,81 +5,21 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
+from tests.faults.drain import assert_all_delivered, assert_audit_clean, insert_backlog, sent_count
 from tests.faults.services import PrivateRedis, TcpProxy, terminate_backends
 from tests.helpers import wait_for
-from tests.stack import Stack, environment, free_port
+from tests.stack import free_port
 from worker.factory import DEFAULT_CONCURRENCY
 
 pytestmark = pytest.mark.e2e
 
 # The most POSTs one worker can have in flight: its threads.
 CONCURRENCY = DEFAULT_CONCURRENCY
-
-
-def insert_backlog(db, count: int) -> None:
-    db.execute(
-        "INSERT INTO messages (content, recipient_phone_number, created_at) "
-        "SELECT 'fault test ' || g, '+90532' || lpad(g::text, 7, '0'), now() - (%(n)s - g) * interval '1 ms' "
-        "FROM generate_series(1, %(n)s) AS g",
-        {"n": count},
-    )
-
-
-def sent_count(db) -> int:
-    return db.execute("SELECT count(*) AS n FROM messages WHERE sending_status = 1").fetchone()["n"]
-
-
-def assert_all_delivered(db, receiver, count: int, max_duplicates: int = 0) -> None:
-    stats = receiver.stats()
-    assert sent_count(db) == count, "every message is recorded as sent"
-    assert stats["unique"] == count, "every message reached the receiver"
-    assert stats["duplicates"] <= max_duplicates, stats
-    assert db.execute("SELECT count(*) AS n FROM messages WHERE sending_status <> 1").fetchone()["n"] == 0
-
-
-def assert_audit_clean(env: dict) -> None:
-    """`python -m messaging audit` finds PostgreSQL, the delivery cache and the metrics in agreement."""
-    command = [sys.executable, "-m", "messaging", "audit"]
-    result = subprocess.run(command, env=environment(**env), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.fixture
-def fault_env(database_url, redis_url, receiver):
-    return dict(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        WEBHOOK_URL=receiver.url,
-        WEBHOOK_TIMEOUT_SECONDS=2,
-        SEND_INTERVAL_SECONDS=0.2,
-        SEND_BATCH_SIZE=250,
-        CLAIM_TIMEOUT_SECONDS=5,
-        RETRY_BASE_SECONDS=0.2,
-        RETRY_MAX_SECONDS=1,
-        AUTO_START="true",
-    )
-
-
-@pytest.fixture
-def make_stack(tmp_path):
-    stacks = []
-
-    def make(**variables) -> Stack:
-        stack = Stack(environment(**variables), tmp_path)
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.stop(timeout=15)
-        print(stack.logs())  # shown when the test failed
 
 
 def test_a_worker_killed_mid_drain_loses_nothing_and_repeats_only_what_was_in_flight(fault_env, make_stack, db, receiver):

@@ -20,13 +20,7 @@ import requests
 
 from tests.faults.network import Namespace, client_ports, iptables_unusable, netns_unusable, process_tree, silenced
 from tests.faults.services import TcpProxy
-from tests.faults.test_process_faults import (  # noqa: F401  (fixtures)
-    assert_all_delivered,
-    fault_env,
-    insert_backlog,
-    make_stack,
-    sent_count,
-)
+from tests.faults.drain import assert_all_delivered, insert_backlog, sent_count
 from tests.helpers import wait_for
 from tests.stack import BIN, Stack, free_port
 

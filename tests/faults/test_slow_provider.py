@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.test_process_faults import assert_all_delivered, fault_env, insert_backlog, make_stack, sent_count  # noqa: F401
+from tests.faults.drain import assert_all_delivered, insert_backlog, sent_count
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e

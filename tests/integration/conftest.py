@@ -12,6 +12,7 @@ import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from flask import Flask
+from flask.testing import FlaskClient
 from kombu import Exchange, Queue
 
 from api import close_app, create_app
@@ -93,3 +94,24 @@ def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
     yield make
     for app in apps:
         close_app(app)
+
+
+@pytest.fixture(scope="module")
+def shared_app(base_settings) -> Iterator[Callable[..., Flask]]:
+    """Apps kept for the whole module, by settings: building one costs about 0.1 s."""
+    apps: dict[tuple, Flask] = {}
+
+    def get(**changes) -> Flask:
+        key = tuple(sorted(changes.items()))
+        if key not in apps:
+            apps[key] = create_app(replace(base_settings, **changes))
+        return apps[key]
+
+    yield get
+    for app in apps.values():
+        close_app(app)
+
+
+@pytest.fixture
+def client(shared_app, settings) -> FlaskClient:
+    return shared_app().test_client()

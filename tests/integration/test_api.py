@@ -7,8 +7,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
@@ -17,10 +16,9 @@ import redis
 from celery import signals
 from hypothesis import given
 from hypothesis import strategies as st
-from flask import Flask
 from flask.testing import FlaskClient
 
-from api import close_app, create_app, cursors
+from api import cursors
 from api.schemas import NewMessageSchema
 from api.sending import ALREADY_ON, STARTED
 from messaging import delivery, migrations
@@ -39,27 +37,6 @@ MESSAGE_FIELDS = {
 }  # fmt: skip
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_PORT_POSTGRES = "postgresql://postgres@127.0.0.1:1/messaging"
-
-
-@pytest.fixture(scope="module")
-def shared_app(base_settings) -> Iterator[Callable[..., Flask]]:
-    """Apps kept for the whole module, by settings: building one costs about 0.1 s."""
-    apps: dict[tuple, Flask] = {}
-
-    def get(**changes) -> Flask:
-        key = tuple(sorted(changes.items()))
-        if key not in apps:
-            apps[key] = create_app(replace(base_settings, **changes))
-        return apps[key]
-
-    yield get
-    for app in apps.values():
-        close_app(app)
-
-
-@pytest.fixture
-def client(shared_app, settings) -> FlaskClient:
-    return shared_app().test_client()
 
 
 @pytest.fixture

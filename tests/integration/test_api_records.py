@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from messaging.models import Status
-from tests.integration.test_api import PHONE, T0, client, error_of, row, shared_app  # noqa: F401  (fixtures)
+from tests.integration.test_api import PHONE, T0, error_of, row
 
 NOW = datetime.now(timezone.utc)
 ZONED = "Must be an ISO 8601 date and time with a time zone, such as 2026-12-01T09:00:00+03:00."

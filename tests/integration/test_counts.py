@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import pytest
-from flask import Flask
 
-from api import close_app, create_app
 from messaging import store
 from messaging.counts import StatusCounts
 from messaging.models import Status
@@ -35,29 +31,15 @@ def count_queries(monkeypatch) -> list[int]:
     return runs
 
 
-@pytest.fixture
-def apps(settings) -> Iterator[Callable[..., Flask]]:
-    built: list[Flask] = []
-
-    def make(**changes) -> Flask:
-        app = create_app(replace(settings, **changes))
-        built.append(app)
-        return app
-
-    yield make
-    for app in built:
-        close_app(app)
-
-
 def messages_gauge(text: str, status: str) -> float:
     prefix = f'messaging_messages{{status="{status}"}} '
     return float(next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix):])
 
 
-def test_status_and_metrics_from_two_api_processes_count_once_per_period(apps, make_message, count_queries):
+def test_status_and_metrics_from_two_api_processes_count_once_per_period(make_app, make_message, count_queries):
     for status in (Status.PENDING, Status.PENDING, Status.SENT):
         make_message(sending_status=status)
-    clients = [apps().test_client() for _ in range(2)]  # two API processes sharing one Redis
+    clients = [make_app().test_client() for _ in range(2)]  # two API processes sharing one Redis
 
     for n in range(20):
         client = clients[n % 2]
@@ -67,9 +49,9 @@ def test_status_and_metrics_from_two_api_processes_count_once_per_period(apps, m
     assert len(count_queries) == 1
 
 
-def test_concurrent_first_requests_wait_for_one_count(apps, make_message, count_queries):
+def test_concurrent_first_requests_wait_for_one_count(make_app, make_message, count_queries):
     make_message()
-    clients = [apps().test_client() for _ in range(2)]
+    clients = [make_app().test_client() for _ in range(2)]
     together = threading.Barrier(8)
 
     def status(n: int) -> dict:
@@ -94,9 +76,9 @@ def test_counts_are_counted_again_within_their_max_age(runtime, make_message, co
     assert len(count_queries) == 2
 
 
-def test_with_redis_down_each_process_still_counts_once_per_period(apps, make_message, count_queries):
+def test_with_redis_down_each_process_still_counts_once_per_period(make_app, make_message, count_queries):
     make_message()
-    client = apps(redis_url=CLOSED_PORT_REDIS, broker_url=CLOSED_PORT_REDIS).test_client()
+    client = make_app(redis_url=CLOSED_PORT_REDIS, broker_url=CLOSED_PORT_REDIS).test_client()
 
     for _ in range(10):
         text = client.get("/metrics").get_data(as_text=True)
