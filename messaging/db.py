@@ -28,7 +28,7 @@ STATEMENT_TIMEOUT_MS = 30_000
 def connection_options(url: str, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> dict[str, Any]:
     """libpq parameters that bound every wait on PostgreSQL; what `url` sets itself wins.
 
-    The client gives up a silent connection within about 11 s (keepalives, tcp_user_timeout),
+    The client gives up a silent connection within about 9 to 13 s (keepalives, tcp_user_timeout),
     and so does the server (its own keepalive settings, for this session), so the session of a
     vanished client does not hold a connection slot for hours. 0 means no statement timeout.
     """
