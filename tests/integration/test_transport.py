@@ -98,3 +98,26 @@ def test_the_app_uses_the_transport_on_redis_only(base_settings):
 def test_kombus_classes_are_left_as_they_are():
     assert kombu_redis.QoS.ack is not transport.QoS.ack
     assert not hasattr(kombu_redis.QoS.ack, "__wrapped__")
+
+
+def test_commands_outside_the_consumer_loop_reuse_one_client_per_pool(channel):
+    chan, tag = channel
+    with chan.conn_or_acquire() as first, chan.conn_or_acquire() as second:
+        assert first is second
+        assert first.connection_pool is chan.pool
+    given = object()
+    with chan.conn_or_acquire(given) as client:
+        assert client is given
+    chan.qos.ack(tag)  # kombu's own bookkeeping goes through it
+    chan._disconnect_pools()  # as after a fork: a new pool, and a client over it
+    with chan.conn_or_acquire() as after:
+        assert after is not first
+        assert after.connection_pool is chan.pool
+        assert after.ping()
+
+
+def test_kombus_channel_builds_a_client_per_command(channel):
+    """Why the transport keeps one: if kombu starts reusing clients, the override can go."""
+    chan, _ = channel
+    with kombu_redis.Channel.conn_or_acquire(chan) as first, kombu_redis.Channel.conn_or_acquire(chan) as second:
+        assert first is not second
