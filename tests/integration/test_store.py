@@ -12,6 +12,7 @@ import pytest
 
 from messaging import delivery, migrations, store
 from messaging.models import Status
+from messaging.queries import QUERIES
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -211,3 +212,28 @@ def test_queries_use_the_indexes_not_a_table_scan(db, make_message):
         text = "\n".join(row["QUERY PLAN"] for row in plan)
         assert "Index" in text and "Seq Scan on messages" not in text, text
     db.execute("RESET enable_seqscan")
+
+
+CLAIM_STATEMENT_PARAMETERS = {
+    "delay": 0, "sent_at": T0, "webhook_message_id": "w-1", "attempted": 1, "attempt": 1, "trigger": "first",
+    "started_at": T0, "duration_ms": 1.0, "http_status": 200, "error_class": None, "retry_after_seconds": None,
+    "answer": None, "log_attempt": True, "final": False, "max_attempts": 5, "error": "x",
+}
+
+
+@pytest.mark.parametrize("name", ["start_sending", "release_claim", "mark_sent", "record_failed_attempt"])
+def test_a_claims_statements_find_its_row_by_primary_key_whatever_the_statistics(db, name):
+    db.execute(
+        "INSERT INTO messages (content, recipient_phone_number) "
+        "SELECT 'message ' || n, '+90532' || lpad(n::text, 7, '0') FROM generate_series(1, 20000) AS n"
+    )
+    db.execute("ANALYZE messages")  # statistics taken while no claim is in flight, as after a quiet hour
+    db.execute(
+        "UPDATE messages SET sending_status = 3, claimed_at = now(), claim_token = gen_random_uuid() "
+        "WHERE id IN (SELECT id FROM messages LIMIT 2000)"
+    )
+    claimed = db.execute("SELECT id, claim_token FROM messages WHERE sending_status = 3 LIMIT 1").fetchone()
+    parameters = {**CLAIM_STATEMENT_PARAMETERS, "id": claimed["id"], "token": claimed["claim_token"]}
+    plan = "\n".join(row["QUERY PLAN"] for row in db.execute(f"EXPLAIN (COSTS OFF) {QUERIES[name]}", parameters))
+    assert "messages_pkey" in plan, plan
+    assert "messages_claimed_idx" not in plan, plan
