@@ -8,11 +8,13 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import claim, data, floor, latency, system
-from bench.processes import ReceiverProcess
+import kombu
+
+from bench import ceiling, claim, data, floor, latency, system
+from bench.processes import ROLES, ReceiverProcess
 from messaging.runtime import database_pool_size
 from worker.factory import DEFAULT_CONCURRENCY, DEFAULT_POOL
 
@@ -29,7 +31,10 @@ CLAIM_LIMIT = 100
 HIGH_RATE_LIMIT = 1_000_000  # messages per second: set, never reached
 
 
-CPU_NOTES: list[str] = []  # one "| case | floor process | floor machine | system workers | system machine |" line each
+CPU_NOTES: list[str] = []  # one line of the "CPU per message, by process" table each
+HISTORY_HEADER = "| when | instant: system / limit | system | floor | ceiling | 200 ms: system / bound | 2 vs 1 worker | RabbitMQ: system / limit | load |"
+HISTORY_MARK = "## Every run"
+RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @dataclass
@@ -65,64 +70,155 @@ def check_exactly_once(receiver: ReceiverProcess, count: int, who: str) -> None:
 
 @dataclass(frozen=True)
 class Variant:
-    """How the system's workers run: `workers` processes with these options."""
+    """How the system's workers run: `workers` processes of `threads` threads, on a broker, with settings."""
 
     label: str
-    workers: int = 1
-    options: tuple[str, ...] = ()
+    workers: int
+    threads: int = DEFAULT_CONCURRENCY
+    broker: str = "redis"
     env: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def in_flight(self) -> int:
+        return self.workers * self.threads
 
-def throughput(
-    where: data.Place,
-    receiver: ReceiverProcess,
-    *,
-    name: str,
-    count: int,
-    delay_ms: int,
-    concurrency: int,
-    target: float,
-    variants: list[Variant],
-) -> list[Row]:
-    """The floor, then each system variant, on the same receiver with as many sends in flight; ratios."""
+    def options(self) -> tuple[str, ...]:
+        return ("--concurrency", str(self.threads))
+
+
+def note_cpu(case: str, count: int, roles: dict[str, float]) -> None:
+    cells = " | ".join(per_message(roles.get(role, 0.0), count) for role in ROLES)
+    CPU_NOTES.append(f"| {case} | {cells} | {per_message(sum(roles.values()), count)} |")
+
+
+def run_floor(where: data.Place, receiver: ReceiverProcess, *, name: str, count: int, delay_ms: int,
+              threads: int) -> floor.Run:
     fresh_pending(where, count)
     receiver.prepare(delay_ms)
-    log(f"{name}: floor, {count:,} messages, {concurrency} threads")
-    plain = floor.drain(
-        where.database_url, where.redis_url, receiver.url,
-        count=count, threads=concurrency, pool_size=database_pool_size(concurrency),
-    )
+    log(f"{name}: floor, {count:,} messages, {threads} threads")
+    plain = floor.drain(where.database_url, where.redis_url, receiver.url,
+                        count=count, threads=threads, pool_size=database_pool_size(threads))
     check_exactly_once(receiver, count, "the floor")
-    log(f"{name}: floor {plain.rate:.0f} msg/s ({per_message(plain.cpu_seconds, count)} CPU/msg, "
-        f"machine {per_message(plain.machine_cpu_seconds, count)})")
-    rows = []
-    for variant in variants:
-        fresh_pending(where, count)
-        receiver.prepare(delay_ms)
-        log(f"{name}: system, {count:,} messages, {variant.label}")
-        real = system.drain(
-            where, receiver.url, count=count, log_dir=LOGS / f"{name} {variant.label}".replace(" ", "-"),
-            interval=INTERVAL, batch_size=BATCH, worker_options=variant.options, workers=variant.workers,
-            extra_env=dict(variant.env),
-        )
-        check_exactly_once(receiver, count, "the system")
-        log(f"{name}: system {real.rate:.0f} msg/s ({per_message(real.cpu_seconds, count)} worker CPU/msg, "
-            f"machine {per_message(real.machine_cpu_seconds, count)})")
-        ratio = real.rate / plain.rate
-        CPU_NOTES.append(
-            f"| {name}, {variant.label} | {per_message(plain.cpu_seconds, count)} "
-            f"| {per_message(plain.machine_cpu_seconds, count)} | {per_message(real.cpu_seconds, count)} "
-            f"| {per_message(real.machine_cpu_seconds, count)} |"
-        )
-        rows.append(Row(
-            case=f"{name}, {count:,} msgs: {variant.label}",
-            system=f"{real.rate:,.0f} msg/s",
-            floor=f"{plain.rate:,.0f} msg/s",
-            ratio=f"{ratio:.2f}",
-            target=f">= {target:.1f}" if target else "-",
-            ok=ratio >= target if target else None,
-        ))
+    log(f"{name}: floor {plain.rate:.0f} msg/s")
+    note_cpu(f"{name}: floor, {threads} threads", count, plain.roles)
+    return plain
+
+
+def run_ceiling(where: data.Place, variant: Variant, *, name: str, count: int) -> ceiling.Run:
+    data.reset(where)
+    log(f"{name}: Celery's ceiling, {count:,} no-op tasks, {variant.label}")
+    run = ceiling.drain(broker_of(where, variant.broker), count=count, workers=variant.workers,
+                        worker_options=variant.options(), log_dir=LOGS / f"ceiling {variant.label}".replace(" ", "-"))
+    log(f"{name}: ceiling {run.rate:.0f} tasks/s")
+    note_cpu(f"{name}: Celery's ceiling, {variant.label}", count, run.roles)
+    return run
+
+
+def run_system(where: data.Place, receiver: ReceiverProcess, variant: Variant, *, name: str, count: int,
+               delay_ms: int) -> system.Run:
+    fresh_pending(where, count)
+    receiver.prepare(delay_ms)
+    log(f"{name}: system, {count:,} messages, {variant.label}")
+    real = system.drain(
+        where, receiver.url, count=count, log_dir=LOGS / f"{name} {variant.label}".replace(" ", "-"),
+        interval=INTERVAL, batch_size=BATCH, worker_options=variant.options(), workers=variant.workers,
+        extra_env=dict(variant.env), broker_url=broker_of(where, variant.broker),
+    )
+    check_exactly_once(receiver, count, "the system")
+    log(f"{name}: system {real.rate:.0f} msg/s")
+    note_cpu(f"{name}: system, {variant.label}", count, real.roles)
+    return real
+
+
+def broker_of(where: data.Place, broker: str) -> str:
+    return RABBITMQ_URL if broker == "rabbitmq" else where.redis_url
+
+
+def rabbitmq_unreachable() -> str | None:
+    try:
+        with kombu.Connection(RABBITMQ_URL, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+    except Exception as error:  # noqa: BLE001 (any failure means: no RabbitMQ rows this run)
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def limit_of(plain: float, ceiling_rate: float) -> float:
+    """One task per message: no design beats 1 / (1/floor + 1/ceiling) (SPEC 7)."""
+    return 1 / (1 / plain + 1 / ceiling_rate)
+
+
+def instant(where: data.Place, receiver: ReceiverProcess, *, count: int, variant: Variant,
+            brokers: list[str], figures: dict[str, float]) -> list[Row]:
+    """The instant receiver: the floor, then per broker Celery's ceiling, the limit and the system's ratio to it."""
+    name = "instant receiver"
+    plain = run_floor(where, receiver, name=name, count=count, delay_ms=0, threads=variant.in_flight)
+    figures["floor"] = plain.rate
+    rows = [Row(case=f"{name}: floor, plain loop, {variant.in_flight} threads", system=f"{plain.rate:,.0f} msg/s")]
+    for broker in brokers:
+        shape = replace(variant, broker=broker, label=f"{variant.label}, {broker}")
+        top = run_ceiling(where, shape, name=name, count=count)
+        limit = limit_of(plain.rate, top.rate)
+        rows.append(Row(case=f"{name}: Celery's ceiling (no-op tasks), {shape.label}", system=f"{top.rate:,.0f} tasks/s",
+                        floor=f"limit {limit:,.0f} msg/s"))
+        measured = [shape]
+        if broker == "redis":
+            # What flow control costs per message: with a limit no drain reaches, every send asks it (SPEC 8).
+            measured.append(replace(shape, label=f"{shape.label}, RATE_LIMIT_PER_SECOND={HIGH_RATE_LIMIT:,}",
+                                    env=(("RATE_LIMIT_PER_SECOND", str(HIGH_RATE_LIMIT)),)))
+        for each in measured:
+            real = run_system(where, receiver, each, name=name, count=count, delay_ms=0)
+            ratio = real.rate / limit
+            default = each is shape
+            if default:
+                figures[f"{broker} ceiling"], figures[f"{broker} system"] = top.rate, real.rate
+                figures[f"{broker} instant ratio"] = ratio
+            rows.append(Row(case=f"{name}, {count:,} msgs: {each.label}", system=f"{real.rate:,.0f} msg/s",
+                            floor=f"limit {limit:,.0f} msg/s", ratio=f"{ratio:.2f}",
+                            target=">= 0.8" if default else "-", ok=ratio >= 0.8 if default else None))
     return rows
+
+
+def slow(where: data.Place, receiver: ReceiverProcess, *, count: int, variant: Variant, brokers: list[str],
+         figures: dict[str, float]) -> list[Row]:
+    """The 200 ms receiver: the system against the bound its POSTs in flight set, and 2 workers against 1."""
+    name, delay = "receiver at 200 ms", 0.2
+    rows = []
+    one = replace(variant, workers=1, label=f"1 worker x {variant.threads} threads")
+    rates: dict[str, float] = {}
+    for each in [replace(variant, broker=b, label=f"{variant.label}, {b}") for b in brokers] + [one]:
+        real = run_system(where, receiver, each, name=name, count=count, delay_ms=int(delay * 1000))
+        bound = each.in_flight / delay
+        rates[each.label] = real.rate
+        ratio = real.rate / bound
+        default = each.workers == variant.workers
+        if default:
+            figures[f"{each.broker} slow ratio"] = ratio
+        rows.append(Row(case=f"{name}, {count:,} msgs: {each.label}", system=f"{real.rate:,.0f} msg/s",
+                        floor=f"bound {bound:,.0f} msg/s ({each.in_flight} in flight)", ratio=f"{ratio:.2f}",
+                        target=">= 0.95" if default else "-", ok=ratio >= 0.95 if default else None))
+    scaling = rates[f"{variant.label}, redis"] / rates[one.label]
+    figures["scaling"] = scaling
+    rows.append(Row(case=f"{name}: {variant.workers} workers against 1 (x {variant.threads} threads each)",
+                    system=f"{rates[f'{variant.label}, redis']:,.0f} / {rates[one.label]:,.0f} msg/s",
+                    ratio=f"{scaling:.2f}", target=f">= {0.95 * variant.workers:.1f}",
+                    ok=scaling >= 0.95 * variant.workers))
+    return rows
+
+
+def reference(where: data.Place, receiver: ReceiverProcess, *, count: int, cores: int) -> list[Row]:
+    """Celery's own defaults, prefork with one process per core, against a floor with as many threads."""
+    name = "instant receiver"
+    plain = run_floor(where, receiver, name=name, count=count, delay_ms=0, threads=cores)
+    prefork = Variant(f"prefork x {cores} (Celery's default pool, reference)", workers=1, threads=cores)
+    fresh_pending(where, count)
+    receiver.prepare(0)
+    real = system.drain(where, receiver.url, count=count, log_dir=LOGS / "prefork", interval=INTERVAL,
+                        batch_size=BATCH, worker_options=("--pool", "prefork", "--concurrency", str(cores)))
+    check_exactly_once(receiver, count, "the system")
+    note_cpu(f"{name}: system, {prefork.label}", count, real.roles)
+    return [Row(case=f"{name}, {count:,} msgs: {prefork.label}", system=f"{real.rate:,.0f} msg/s",
+                floor=f"floor {plain.rate:,.0f} msg/s", ratio=f"{real.rate / plain.rate:.2f}")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain", type=int, default=3_000, help="messages for the prefork reference (0: skip)")
     parser.add_argument("--rows", type=int, default=BIG, help="sent rows for the API and claim cases")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
-    parser.add_argument("--only", choices=["latency"], help="run only the API latency rows (printed, not written)")
+    parser.add_argument("--only", choices=["latency", "throughput"],
+                        help="run only these rows (printed, not written)")
     args = parser.parse_args(argv)
     if args.only == "latency":
         return only_latency(args.rows)
@@ -142,65 +239,58 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     plans: dict[str, list[str]] = {}
     statements: dict[str, latency.Latency] = {}
+    figures: dict[str, float] = {}
     cores = os.cpu_count() or 2
     # As `make run` and compose deploy: one worker process per core, DEFAULT_CONCURRENCY threads each.
-    concurrency = cores * DEFAULT_CONCURRENCY
+    default = Variant(f"{cores} workers x {DEFAULT_CONCURRENCY} threads (default)", workers=cores)
+    missing_rabbitmq = rabbitmq_unreachable()
+    brokers = ["redis"] if missing_rabbitmq else ["redis", "rabbitmq"]
+    if missing_rabbitmq:
+        log(f"RabbitMQ rows skipped: {missing_rabbitmq}")
     with data.place() as where:
         receiver = ReceiverProcess(LOGS)
         try:
-            variants = [
-                Variant(f"{cores} workers x {DEFAULT_CONCURRENCY} threads (default)", workers=cores),
-                Variant(f"1 worker x {concurrency} threads", options=("--concurrency", str(concurrency))),
-            ]
-            # What flow control costs per message: the default rows run with the rate limit off and the
-            # breaker closed; this one with a limit no drain reaches, so every send asks it (SPEC 8).
-            limited = Variant(
-                f"{cores} workers x {DEFAULT_CONCURRENCY} threads, RATE_LIMIT_PER_SECOND={HIGH_RATE_LIMIT:,}",
-                workers=cores, env=(("RATE_LIMIT_PER_SECOND", str(HIGH_RATE_LIMIT)),),
-            )
-            rows += throughput(where, receiver, name="instant receiver", count=args.instant, delay_ms=0,
-                               concurrency=concurrency, target=0.8, variants=[*variants, limited])
-            rows += throughput(where, receiver, name="receiver at 200 ms", count=args.slow, delay_ms=200,
-                               concurrency=concurrency, target=0.9, variants=variants)
+            rows += instant(where, receiver, count=args.instant, variant=default, brokers=brokers, figures=figures)
+            rows += slow(where, receiver, count=args.slow, variant=default, brokers=brokers, figures=figures)
             if args.plain:
-                # Celery's own defaults: prefork, one process per core; same flow, floor with as many threads.
-                rows += throughput(where, receiver, name="instant receiver", count=args.plain, delay_ms=0,
-                                   concurrency=cores, target=0,
-                                   variants=[Variant(f"prefork x {cores} (Celery's default pool, reference)",
-                                                     options=("--pool", "prefork", "--concurrency", str(cores)))])
+                rows += reference(where, receiver, count=args.plain, cores=cores)
         finally:
             receiver.stop()
-
-        log(f"claim: {CLAIM_LIMIT} of 1,000 pending rows")
-        fresh_pending(where, 1000)
-        with data.connect(where.database_url) as conn:
-            small = claim.cost_ms(conn, limit=CLAIM_LIMIT)
-            plans["1,000 rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
-
-        load_rows(where, args.rows)
-        with data.connect(where.database_url) as conn:
-            big = claim.cost_ms(conn, limit=CLAIM_LIMIT)
-            plans[f"{args.rows + 1000:,} rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
-        growth = big / small
-        rows.append(Row(
-            case=f"claim {CLAIM_LIMIT} rows: 1,000 -> {args.rows + 1000:,} rows",
-            system=f"{small:.2f} -> {big:.2f} ms",
-            ratio=f"x{growth:.2f}",
-            target="flat (< x2)",
-            ok=growth < 2,
-        ))
-
-        api_rows, statements = api_latency(where, args.rows)
-        rows += api_rows
+        if args.only != "throughput":
+            rows += claim_and_api(where, args.rows, plans, statements)
 
     elapsed = time.perf_counter() - started
     table = render(rows)
     print(table)
     print(f"\n`make bench` took {elapsed:.0f} s.")
-    if not args.no_write:
-        write_results(table, rows, plans, statements, elapsed, concurrency)
+    if not args.no_write and args.only is None:
+        write_results(table, plans, statements, elapsed, default, figures, missing_rabbitmq)
         print(f"Written to {RESULTS.relative_to(HERE.parent)}.")
     return 0
+
+
+def claim_and_api(where: data.Place, count: int, plans: dict[str, list[str]],
+                  statements: dict[str, latency.Latency]) -> list[Row]:
+    log(f"claim: {CLAIM_LIMIT} of 1,000 pending rows")
+    fresh_pending(where, 1000)
+    with data.connect(where.database_url) as conn:
+        small = claim.cost_ms(conn, limit=CLAIM_LIMIT)
+        plans["1,000 rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
+    load_rows(where, count)
+    with data.connect(where.database_url) as conn:
+        big = claim.cost_ms(conn, limit=CLAIM_LIMIT)
+        plans[f"{count + 1000:,} rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
+    growth = big / small
+    rows = [Row(
+        case=f"claim {CLAIM_LIMIT} rows: 1,000 -> {count + 1000:,} rows",
+        system=f"{small:.2f} -> {big:.2f} ms",
+        ratio=f"x{growth:.2f}",
+        target="flat (< x2)",
+        ok=growth < 2,
+    )]
+    api_rows, measured = api_latency(where, count)
+    statements.update(measured)
+    return rows + api_rows
 
 
 def load_rows(where: data.Place, count: int) -> None:
@@ -248,7 +338,7 @@ def only_latency(count: int) -> int:
 
 
 def render(rows: list[Row]) -> str:
-    header = ["case", "system", "floor (same run)", "ratio", "target", "met"]
+    header = ["case", "system", "reference (same run)", "ratio", "target", "met"]
     body = [[r.case, r.system, r.floor, r.ratio, r.target, {True: "yes", False: "NO", None: "-"}[r.ok]] for r in rows]
     widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
     lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in [header] + body]
@@ -256,30 +346,37 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_results(table, rows, plans, statements, elapsed, concurrency) -> None:
+def write_results(table: str, plans: dict[str, list[str]], statements: dict[str, latency.Latency], elapsed: float,
+                  default: Variant, figures: dict[str, float], missing_rabbitmq: str | None) -> None:
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    history = [history_line(when, figures, load), *earlier_history()]
     parts = [
         "# Benchmark results",
         "",
         f"`make bench` on {when}, {machine}; load average at the end {load}. Took {elapsed:.0f} s.",
         "",
-        f"System: real `celery -A worker worker` processes (pool {DEFAULT_POOL}, {concurrency} threads in all) and "
-        f"`celery -A worker beat` (SEND_INTERVAL_SECONDS={INTERVAL}, SEND_BATCH_SIZE={BATCH}) draining pending "
-        "messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop with the same number of "
-        "threads, the same webhook client and receiver, no task queue. Ratios are system/floor from this one run.",
+        (f"System: real `celery -A worker worker` processes ({default.label}, pool {DEFAULT_POOL}) and "
+         f"`celery -A worker beat` (SEND_INTERVAL_SECONDS={INTERVAL}, SEND_BATCH_SIZE={BATCH}) draining pending "
+         "messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop with as many threads, the same "
+         "webhook client and receiver, no task queue. Celery's ceiling: `bench/ceiling.py`, the same workers "
+         "(`celery -A bench.noop worker`: the service's settings, a task that takes one id and does nothing) "
+         "draining as many tasks published as a batch publishes them. With one task per message no design beats "
+         "both: the limit is 1 / (1/floor + 1/ceiling). With the 200 ms receiver the bound is the POSTs in flight "
+         "over 0.2 s. Every ratio is within this one run."),
         "",
         table,
         "",
-        "## CPU per message (same run)",
+        *([f"RabbitMQ rows skipped: {missing_rabbitmq}", ""] if missing_rabbitmq else []),
+        "## CPU per message, by process (same run)",
         "",
-        "Process: the floor's own process; the system's worker processes. Machine: every process on the "
-        "machine over the same seconds (PostgreSQL, Redis, the receiver, beat). On this 2-core machine the "
-        "machine figures decide the ratio: both sides run out of cores.",
+        ("Every process on the machine over the drain's seconds, divided by the messages (or tasks) drained. "
+         "bench: this process (the floor's threads; the ceiling's publishing). On this 2-core machine "
+         "the total decides the rate: every side runs out of cores."),
         "",
-        "| case | floor process | floor machine | system workers | system machine |",
-        "|---|---|---|---|---|",
+        "| case | " + " | ".join(ROLES) + " | total |",
+        "|---|" + "---|" * (len(ROLES) + 1),
         *CPU_NOTES,
         "",
         "## The API rows' statements alone (through messaging.store, no HTTP)",
@@ -293,8 +390,32 @@ def write_results(table, rows, plans, statements, elapsed, concurrency) -> None:
     ]
     for name, lines in plans.items():
         parts += [f"{name}:", "", "```", *lines, "```", ""]
+    parts += [HISTORY_MARK, "", "Every full `make bench`, newest first, met or not.", "", HISTORY_HEADER,
+              "|" + "---|" * HISTORY_HEADER.count(" | ") + "---|", *history, ""]
     RESULTS.write_text("\n".join(parts))
 
+
+def history_line(when: str, figures: dict[str, float], load: str) -> str:
+    def ratio(key: str) -> str:
+        return f"{figures[key]:.2f}" if key in figures else "-"
+
+    def rate(key: str) -> str:
+        return f"{figures[key]:,.0f}" if key in figures else "-"
+
+    cells = [when, ratio("redis instant ratio"), rate("redis system"), rate("floor"), rate("redis ceiling"),
+             ratio("redis slow ratio"), ratio("scaling"), ratio("rabbitmq instant ratio"), load]
+    return "| " + " | ".join(cells) + " |"
+
+
+def earlier_history() -> list[str]:
+    """The "every run" lines the last RESULTS.md kept (none before the section existed)."""
+    if not RESULTS.exists():
+        return []
+    text = RESULTS.read_text()
+    if HISTORY_MARK not in text:
+        return []
+    section = text.split(HISTORY_MARK, 1)[1].splitlines()
+    return [line for line in section if line.startswith("| 2")]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import kombu
 import psycopg
 import redis
 from psycopg import sql
 
 from messaging import migrations
+from messaging.delivery import BATCH_QUEUE
 
 SERVER_URL = "postgresql://postgres@127.0.0.1:5432"
 DATABASE = "messaging_bench"
@@ -64,6 +66,18 @@ def reset(where: Place) -> None:
     client = redis.Redis.from_url(where.redis_url)
     client.flushdb()
     client.close()
+
+
+def purge_broker(broker_url: str) -> None:
+    """Empty the service's queues on a RabbitMQ broker (a Redis broker lives in the db `reset` flushes)."""
+    if not broker_url.startswith("amqp"):
+        return
+    with kombu.Connection(broker_url) as connection:
+        channel = connection.channel()
+        for name in ("celery", BATCH_QUEUE):
+            queue = kombu.Queue(name, kombu.Exchange(name), routing_key=name)(channel)
+            queue.declare()
+            queue.purge()
 
 
 def load_pending(conn: psycopg.Connection, count: int) -> None:

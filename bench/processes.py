@@ -13,7 +13,8 @@ import requests
 from tests.stack import ROOT, Process, Stack, environment, free_port
 
 __all__ = [
-    "ReceiverProcess", "Stack", "environment", "free_port", "group_cpu_seconds", "machine_cpu_seconds", "wait_for_log",
+    "ROLES", "ReceiverProcess", "Stack", "cpu_by_role", "cpu_spent", "environment", "free_port", "group_cpu_seconds",
+    "machine_cpu_seconds", "wait_for_log",
 ]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -99,3 +100,48 @@ def machine_cpu_seconds() -> float:
     with open("/proc/stat") as stat:
         user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in stat.readline().split()[1:8])
     return (user + nice + system + irq + softirq) / CLOCK_TICKS
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by each kind of process on the machine (live processes only)."""
+    totals: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        role = _role(int(entry), comm, cmdline)
+        totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return totals
+
+
+def cpu_spent(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by role since `before` (a `cpu_by_role()` snapshot)."""
+    now = cpu_by_role()
+    return {role: max(0.0, now.get(role, 0.0) - before.get(role, 0.0)) for role in ROLES}
+
+
+ROLES = ("workers", "PostgreSQL", "Redis", "RabbitMQ", "receiver", "beat", "bench", "other")
+
+
+def _role(pid: int, comm: str, cmdline: str) -> str:
+    if pid == os.getpid():
+        return "bench"  # the floor's threads, the ceiling's publishing, the polling
+    if comm == "postgres":
+        return "PostgreSQL"
+    if comm == "redis-server":
+        return "Redis"
+    if comm in ("beam.smp", "erl_child_setup", "epmd", "inet_gethost"):
+        return "RabbitMQ"
+    if "-m receiver" in cmdline:
+        return "receiver"
+    if "celery" in cmdline and " beat" in cmdline:
+        return "beat"
+    if "celery" in cmdline and " worker" in cmdline:
+        return "workers"
+    return "other"

@@ -10,7 +10,9 @@ import redis
 from celery import Celery
 
 from bench import data
-from bench.processes import Stack, environment, group_cpu_seconds, machine_cpu_seconds, wait_for_log
+from bench.processes import (
+    Stack, cpu_by_role, cpu_spent, environment, group_cpu_seconds, machine_cpu_seconds, wait_for_log,
+)
 from messaging.cache import ENABLED_KEY
 from messaging.delivery import BATCH_TASK
 
@@ -23,6 +25,7 @@ class Run:
     seconds: float
     cpu_seconds: float  # the workers' processes, the batch task's enqueueing included
     machine_cpu_seconds: float  # every process: workers, beat, PostgreSQL, Redis, the receiver
+    roles: dict[str, float]  # the same seconds by kind of process
 
     @property
     def rate(self) -> float:
@@ -46,6 +49,7 @@ def drain(
     worker_options: tuple[str, ...] = (),
     workers: int = 1,
     extra_env: dict[str, str] | None = None,
+    broker_url: str | None = None,
     timeout: float = 300,
 ) -> Run:
     """Start worker and beat (sending off), switch sending on, and time until `count` are sent."""
@@ -58,12 +62,14 @@ def drain(
         AUTO_START="false",
         CLAIM_TIMEOUT_SECONDS=600,
         LOG_LEVEL="INFO",
+        CELERY_BROKER_URL=broker_url or where.redis_url,
     )
     env.update(extra_env or {})
+    data.purge_broker(env["CELERY_BROKER_URL"])
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(env, log_dir)
     switch = redis.Redis.from_url(where.redis_url)
-    api = Celery(broker=where.redis_url)  # the API's side of the broker, built before the clock starts
+    api = Celery(broker=env["CELERY_BROKER_URL"])  # the API's side of the broker, built before the clock starts
     try:
         started_workers = [stack.worker(f"worker{n}", *worker_options) for n in range(1, workers + 1)]
         for worker in started_workers:
@@ -72,6 +78,7 @@ def drain(
         time.sleep(1.0)  # beat up, its first batches found sending off
         with data.connect(where.database_url) as conn:
             cpu, machine = sum(group_cpu_seconds(w.popen.pid) for w in started_workers), machine_cpu_seconds()
+            roles = cpu_by_role()
             started = time.perf_counter()
             start_sending(switch, api)
             deadline = started + timeout
@@ -84,8 +91,8 @@ def drain(
                 time.sleep(POLL_SECONDS)
             seconds = time.perf_counter() - started
             cpu = sum(group_cpu_seconds(w.popen.pid) for w in started_workers) - cpu
-            machine = machine_cpu_seconds() - machine
-        return Run(sent, seconds, cpu, machine)
+            machine, roles = machine_cpu_seconds() - machine, cpu_spent(roles)
+        return Run(sent, seconds, cpu, machine, roles)
     finally:
         switch.set(ENABLED_KEY, "0")
         switch.close()
