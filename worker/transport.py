@@ -67,7 +67,9 @@ class Channel(kombu_redis.Channel):
     two or three per task (receipt bookkeeping, ack). With redis-py 8 a client costs about
     0.17 ms of CPU to build, as much as the command. A client over a pool is thread-safe, and
     the pool is where the connections are, so one per pool changes nothing else: a channel
-    whose pool is replaced (after a fork) gets a new client. `make bench`: see bench/PROFILE.md.
+    whose pool is replaced (after a fork) gets a new client. Measured: a get and an ack of one
+    message cost 1.10 to 1.38 ms of CPU with kombu's channel, 0.63 to 0.71 ms with this one
+    (3,000 messages, three interleaved pairs); no-op tasks in `make bench`: bench/PROFILE.md.
     """
 
     QoS = QoS
