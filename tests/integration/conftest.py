@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import kombu
 import pytest
-from celery import Celery
+from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
+from celery.exceptions import WorkerShutdown
+from celery.worker import WorkController
 from flask import Flask
 from flask.testing import FlaskClient
 from kombu import Exchange, Queue
+from kombu.asynchronous import get_event_loop
 
 from api import close_app, create_app
 from messaging.delivery import BATCH_TASK
@@ -70,15 +74,49 @@ def celery_app(settings: Settings) -> Iterator[Celery]:
                 connection.default_channel.exchange_delete(name)
 
 
+WORKER_STOP_SECONDS = 15
+
+
 @pytest.fixture
-def celery_worker(celery_app: Celery) -> Iterator[object]:
+def celery_worker(celery_app: Celery) -> Iterator[WorkController]:
     """The configured app's worker on the threads pool; `task_always_eager` is not a test of Celery."""
-    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=15) as worker:
+    with start_worker(
+        celery_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=WORKER_STOP_SECONDS
+    ) as worker:
         yield worker
-        if _on_rabbitmq(celery_app):
-            # On amqp the in-process worker's loop sleeps up to 10 s before it sees the stop flag.
-            celery_app.control.shutdown(destination=[worker.hostname])
+        _stop_warm(worker)
     tasks._close_runtime()
+    # The event loop is global to kombu, and the next worker adopts whatever loop is left.
+    assert get_event_loop() is None, "the worker's stop was cut short: its event loop (and broker socket) is left"
+
+
+def _stop_warm(worker: WorkController) -> None:
+    """Stop the worker as `celery control shutdown` does, from its own loop, and wait until it has.
+
+    Leaving it to start_worker is a cold stop: the loop sees its flag only when it next wakes
+    (up to 10 s on amqp), and the threads pool does not wait for running tasks, so this test's
+    tasks run on into the next one. A `shutdown` broadcast on top of it can arrive while the
+    cold stop cancels the control consumer and cut the stop short: kombu's global event loop,
+    still reading this worker's RabbitMQ socket, is then taken over by the next worker.
+    """
+    stopped = threading.Event()
+
+    def on_shutdown(sender: object, **_: object) -> None:
+        if sender is worker:
+            stopped.set()
+
+    signals.worker_shutdown.connect(on_shutdown, weak=False)
+    try:
+        worker.hub.call_soon(_raise_worker_shutdown)  # wakes the loop from this thread
+        if not stopped.wait(WORKER_STOP_SECONDS):
+            raise RuntimeError(f"the worker did not stop within {WORKER_STOP_SECONDS} s")
+    finally:
+        signals.worker_shutdown.disconnect(on_shutdown)
+
+
+def _raise_worker_shutdown() -> None:
+    # What the `shutdown` control command raises in the loop: Worker.start turns it into stop().
+    raise WorkerShutdown(0)
 
 
 @pytest.fixture
