@@ -60,9 +60,9 @@ def connect(database_url: str) -> psycopg.Connection:
 
 
 def reset(where: Place) -> None:
-    """Empty table, empty Redis db (flag, cache, broker queues, metrics)."""
+    """Empty tables, empty Redis db (flag, cache, broker queues, metrics)."""
     with connect(where.database_url) as conn:
-        conn.execute("TRUNCATE messages")
+        conn.execute("TRUNCATE messages, message_attempts")
     client = redis.Redis.from_url(where.redis_url)
     client.flushdb()
     client.close()
