@@ -76,7 +76,7 @@ class _Collector:
         try:
             ping_database(self.pool)
             messages = GaugeMetricFamily(
-                "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago.", labels=["status"]
+                "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago (20x the count's time if longer).", labels=["status"]
             )
             for status, total in self.counts.get().items():
                 messages.add_metric([status.label], total)
