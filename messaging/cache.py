@@ -122,6 +122,12 @@ class Cache:
         """A count made once per period rather than per call (see `remembered`)."""
         return int(self.remembered(name, ttl_seconds, count))
 
+    def last_remembered(self, name: str) -> Any:
+        """What `remembered(name, ...)` made last, if it stands; never computes nor claims."""
+        with wrap_errors():
+            cached = self.client.get(f"{COUNT_KEY_PREFIX}{name}")
+        return None if cached is None else json.loads(cached)
+
     def remembered(self, name: str, max_age: float, compute: Callable[[], Any], wait_seconds: float = 5.0) -> Any:
         """`compute()`'s result (JSON), made once per period and shared by every process using this Redis.
 
