@@ -286,7 +286,7 @@ class PaginationSchema(Schema):
         required=True,
         metadata={
             "example": 42,
-            "description": "Messages in this list: exact up to 10,000; above that, counted at most 10 s ago.",
+            "description": "Messages in this list: exact up to 10,000; above that, counted at most 10 s ago (20 times what counting takes, if longer).",
         },
     )
     next_cursor = fields.String(

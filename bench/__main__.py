@@ -24,9 +24,9 @@ LOGS = HERE / "out"
 
 INTERVAL = 0.2  # beat period during the drains
 BATCH = 1000  # messages claimed per period
-BIG = 1_000_000
-DEPTH = 500_000
-CALLS = 200
+BIG = 10_000_000
+OFFSET = 500_000  # the deep offset page (each call reads this many rows)
+CALLS = 1000  # per API case: enough that p95 and p99 are 50 and 10 calls
 CLAIM_LIMIT = 100
 HIGH_RATE_LIMIT = 1_000_000  # messages per second: set, never reached
 
@@ -221,18 +221,29 @@ def reference(where: data.Place, receiver: ReceiverProcess, *, count: int, cores
                 floor=f"floor {plain.rate:,.0f} msg/s", ratio=f"{real.rate / plain.rate:.2f}")]
 
 
+def sizes(text: str) -> list[int]:
+    """`--rows`: one size or several, comma separated (1000000,5000000)."""
+    return [int(part.replace("_", "")) for part in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--instant", type=int, default=20_000, help="messages for the instant receiver")
     parser.add_argument("--slow", type=int, default=5_000, help="messages for the 200 ms receiver")
     parser.add_argument("--plain", type=int, default=3_000, help="messages for the prefork reference (0: skip)")
-    parser.add_argument("--rows", type=int, default=BIG, help="sent rows for the API and claim cases")
+    parser.add_argument(
+        "--rows", type=sizes, default=[BIG],
+        help="sent rows for the API and claim cases; with --only latency, several sizes (1000000,5000000) show the growth",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--only", choices=["latency", "throughput"],
                         help="run only these rows (printed, not written)")
     args = parser.parse_args(argv)
     if args.only == "latency":
         return only_latency(args.rows)
+    if len(args.rows) != 1:
+        parser.error("several --rows sizes go with --only latency")
+    args.rows = args.rows[0]
 
     LOGS.mkdir(exist_ok=True)
     started = time.perf_counter()
@@ -257,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             receiver.stop()
         if args.only != "throughput":
-            rows += claim_and_api(where, args.rows, plans, statements)
+            rows += claim_and_api(where, args.rows, plans, statements, figures)
 
     elapsed = time.perf_counter() - started
     table = render(rows)
@@ -270,13 +281,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def claim_and_api(where: data.Place, count: int, plans: dict[str, list[str]],
-                  statements: dict[str, latency.Latency]) -> list[Row]:
+                  statements: dict[str, latency.Latency], figures: dict[str, float]) -> list[Row]:
     log(f"claim: {CLAIM_LIMIT} of 1,000 pending rows")
     fresh_pending(where, 1000)
     with data.connect(where.database_url) as conn:
         small = claim.cost_ms(conn, limit=CLAIM_LIMIT)
         plans["1,000 rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
-    load_rows(where, count)
+    figures["rows loaded"], figures["load seconds"] = count, load_rows(where, count)
     with data.connect(where.database_url) as conn:
         big = claim.cost_ms(conn, limit=CLAIM_LIMIT)
         plans[f"{count + 1000:,} rows (1,000 pending)"] = claim.plan(conn, limit=CLAIM_LIMIT)
@@ -288,58 +299,99 @@ def claim_and_api(where: data.Place, count: int, plans: dict[str, list[str]],
         target="flat (< x2)",
         ok=growth < 2,
     )]
-    api_rows, measured = api_latency(where, count)
+    api_rows, _, measured = api_latency(where, count)
     statements.update(measured)
     return rows + api_rows
 
 
-def load_rows(where: data.Place, count: int) -> None:
+def load_rows(where: data.Place, count: int) -> float:
+    """`count` sent rows and 1,000 pending, loaded as one INSERT ... SELECT from generate_series with
+    the indexes built after it; the seconds it took (about 2 minutes for 10,000,000 on 2 cores)."""
     log(f"loading {count:,} sent rows and 1,000 pending")
+    started = time.perf_counter()
     data.reset(where)
     with data.connect(where.database_url) as conn:
-        data.load_sent(conn, count)
-        data.load_pending(conn, 1000)
+        with data.indexes_dropped(conn):
+            data.load_sent(conn, count)
+            data.load_pending(conn, 1000)
         data.vacuum(conn)
+    seconds = time.perf_counter() - started
+    log(f"loaded {count:,} rows in {seconds:.0f} s")
+    return seconds
 
 
-def api_latency(where: data.Place, count: int) -> tuple[list[Row], dict[str, latency.Latency]]:
-    """The API's rows at `count` sent rows (already loaded), and the statements behind them alone."""
-    rows = []
-    depth = min(DEPTH, count // 2)
+def ms(measured: latency.Latency) -> str:
+    return (f"p50 {measured.p50_ms:.1f} / p95 {measured.p95_ms:.1f} / p99 {measured.p99_ms:.1f} "
+            f"/ max {measured.max_ms:.0f} ms")
+
+
+def api_latency(where: data.Place, count: int) -> tuple[list[Row], dict[str, latency.Latency], dict[str, latency.Latency]]:
+    """The API's rows at `count` sent rows (already loaded), each case's figures by kind (the same
+    kind at every size: first page, cursor, offset, status, metrics), and the statements alone."""
+    rows, kinds = [], {}
+    offset, depth = min(OFFSET, count // 2), count // 2
     log(f"API: GET /messaging/sent at {count:,} sent rows, {CALLS} calls per page")
-    pages = latency.api_pages(where, depth=depth, calls=CALLS, log_dir=LOGS / "api")
-    for name, measured in pages.items():
-        deep_offset = name.startswith("offset")
+    pages = latency.api_pages(where, offset=offset, depth=depth, calls=CALLS, log_dir=LOGS / "api")
+    for (name, measured), kind in zip(pages.items(), ["first page", "cursor at half", "offset"]):
+        deep_offset = kind == "offset"
+        kinds[f"GET /sent {kind}"] = measured
         rows.append(Row(
             case=f"GET /sent {name} ({count:,} rows)",
-            system=f"p50 {measured.p50_ms:.1f} / p95 {measured.p95_ms:.1f} ms",
+            system=ms(measured),
             target="-" if deep_offset else "p95 < 10 ms",
             ok=None if deep_offset else measured.p95_ms < 10,
         ))
     log(f"API: GET /messaging/status and /metrics at {count:,} rows, {CALLS} calls each")
     for path, measured in latency.api_counts(where, calls=CALLS, log_dir=LOGS / "api").items():
+        kinds[f"GET {path}"] = measured
         rows.append(Row(
             case=f"GET {path} ({count:,} rows)",
-            system=f"p50 {measured.p50_ms:.1f} / p95 {measured.p95_ms:.1f} ms",
+            system=ms(measured),
             target="p95 < 10 ms",
             ok=measured.p95_ms < 10,
         ))
-    return rows, latency.statements(where, depth=depth, calls=CALLS)
+    log(f"API: the statements alone at {count:,} rows")
+    return rows, kinds, latency.statements(where, offset=offset, depth=depth, calls=CALLS)
 
 
-def only_latency(count: int) -> int:
-    """`--only latency`: the API rows alone, printed (bench/RESULTS.md keeps the last full run)."""
+def only_latency(counts: list[int]) -> int:
+    """`--only latency`: the API rows alone at each size, printed (bench/RESULTS.md keeps the last full run)."""
+    rows, by_size, loads = [], {}, {}
     with data.place() as where:
-        load_rows(where, count)
-        rows, statements = api_latency(where, count)
+        for count in counts:
+            loads[count] = load_rows(where, count)
+            api_rows, by_size[count], statements = api_latency(where, count)
+            rows += api_rows
+            print(f"\nThe statements alone at {count:,} rows:")
+            print("\n".join(f"  {name}: p50 {m.p50_ms:.2f} / p95 {m.p95_ms:.2f} ms" for name, m in statements.items()))
+    print()
     print(render(rows))
-    print("\n".join(f"{name}: p50 {m.p50_ms:.2f} / p95 {m.p95_ms:.2f} ms" for name, m in statements.items()))
+    print("\nLoad (generate_series, indexes built after, VACUUM ANALYZE): "
+          + ", ".join(f"{count:,} rows {seconds:.0f} s" for count, seconds in loads.items()))
+    if len(counts) > 1:
+        print()
+        print(growth(by_size))
     return 0
+
+
+def growth(by_size: dict[int, dict[str, latency.Latency]]) -> str:
+    """p50 and p95 of each API case at each size, and the p95 at the largest over the smallest."""
+    counts = list(by_size)
+    header = ["case", *(f"{count:,} rows" for count in counts), "p95 growth"]
+    body = []
+    for kind in by_size[counts[0]]:
+        cells = [f"{by_size[c][kind].p50_ms:.1f} / {by_size[c][kind].p95_ms:.1f} ms" for c in counts]
+        body.append([kind, *cells, f"x{by_size[counts[-1]][kind].p95_ms / by_size[counts[0]][kind].p95_ms:.2f}"])
+    return grid(header, body)
 
 
 def render(rows: list[Row]) -> str:
     header = ["case", "system", "reference (same run)", "ratio", "target", "met"]
     body = [[r.case, r.system, r.floor, r.ratio, r.target, {True: "yes", False: "NO", None: "-"}[r.ok]] for r in rows]
+    return grid(header, body)
+
+
+def grid(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
     lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) + " |" for line in [header] + body]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -380,6 +432,11 @@ def write_results(table: str, plans: dict[str, list[str]], statements: dict[str,
         *CPU_NOTES,
         "",
         "## The API rows' statements alone (through messaging.store, no HTTP)",
+        "",
+        f"{figures['rows loaded']:,.0f} sent rows loaded in {figures['load seconds']:.0f} s (one INSERT ... SELECT from generate_series, the "
+        "indexes built after it, VACUUM ANALYZE). The API answers /messaging/status and /metrics, and the "
+        "total of /messaging/sent, from counts remembered in Redis and recounted off the request path "
+        "(`messaging.cache.Cache.remembered`): the two full counts below run once per period, not per call.",
         "",
         "| statement | p50 | p95 |",
         "|---|---|---|",

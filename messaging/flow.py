@@ -445,6 +445,11 @@ def breaker_status(client: redis.Redis) -> BreakerStatus:
         pipe.hgetall(BREAKER_KEY)
         pipe.hgetall(PAUSE_KEY)
         breaker, pause = pipe.execute()
+    return read_breaker_status(breaker, pause)
+
+
+def read_breaker_status(breaker: dict[str, str], pause: dict[str, str]) -> BreakerStatus:
+    """The status from the hashes at BREAKER_KEY and PAUSE_KEY, read by the caller (in its own pipeline)."""
     state = breaker.get("state", "closed")
     return BreakerStatus(
         state=state,

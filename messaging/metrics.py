@@ -76,7 +76,7 @@ class _Collector:
         try:
             ping_database(self.pool)
             messages = GaugeMetricFamily(
-                "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago.", labels=["status"]
+                "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago (20x the count's time if longer).", labels=["status"]
             )
             for status, total in self.counts.get().items():
                 messages.add_metric([status.label], total)
@@ -85,19 +85,19 @@ class _Collector:
         except DependencyUnavailable:
             up.add_metric(["postgresql"], 0)
         try:
-            yield from self._redis_counters()
-            yield from self._flow_control()
+            # Every Redis key the scrape reports, in one round trip.
+            pipe = self.client.pipeline(transaction=False)
+            for key in (DELIVERIES_KEY, LATENCY_KEY, BATCHES_KEY, flow.BREAKER_KEY, flow.PAUSE_KEY, flow.TRANSITIONS_KEY):
+                pipe.hgetall(key)
+            deliveries, latency, batches, breaker, pause, transitions = pipe.execute()
+            yield from self._redis_counters(deliveries, latency, batches)
+            yield from self._flow_control(flow.read_breaker_status(breaker, pause), transitions)
             up.add_metric(["redis"], 1)
         except (redis.RedisError, DependencyUnavailable):
             up.add_metric(["redis"], 0)
         yield up
 
-    def _redis_counters(self) -> Iterable:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(DELIVERIES_KEY)
-        pipe.hgetall(LATENCY_KEY)
-        pipe.hgetall(BATCHES_KEY)
-        deliveries, latency, batches = pipe.execute()
+    def _redis_counters(self, deliveries: dict[str, str], latency: dict[str, str], batches: dict[str, str]) -> Iterable:
         by_outcome = CounterMetricFamily(
             "messaging_deliveries", "Send tasks by outcome (sent, retry_later, failed, ...).", labels=["outcome"]
         )
@@ -111,10 +111,8 @@ class _Collector:
             "messaging_claims_recovered", "Stale claims returned to pending.", value=float(batches.get("recovered", 0))
         )
 
-    def _flow_control(self) -> Iterable:
+    def _flow_control(self, status: flow.BreakerStatus, transitions: dict[str, str]) -> Iterable:
         """The breaker and the rate limit (SPEC 8), as every worker sees them."""
-        status = flow.breaker_status(self.client)
-        transitions = self.client.hgetall(flow.TRANSITIONS_KEY)
         state = GaugeMetricFamily(
             "messaging_breaker_state", "1 for the circuit breaker's current state.", labels=["state"]
         )

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from api import cursors
 from api.schemas import NewMessageSchema
 from api.sending import ALREADY_ON, STARTED
-from messaging import delivery, migrations
+from messaging import delivery, migrations, store
 from messaging.cache import ENABLED_KEY, sent_key
 from messaging.models import Status
 from tests.helpers import wait_for
@@ -1081,3 +1081,25 @@ def test_a_large_total_is_counted_once_per_period_and_a_small_one_exactly(client
     assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 4
     db.execute("INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) VALUES ('y', '+905320000098', 1, now())")
     assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 4, "kept for TOTAL_CACHE_SECONDS"
+
+
+def test_once_a_large_total_stands_a_page_skips_the_capped_count(client, db, monkeypatch):
+    from api import messages as messages_api
+
+    monkeypatch.setattr(messages_api, "EXACT_TOTAL_UP_TO", 3)
+    db.execute(
+        "INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) "
+        "SELECT 'm' || g, '+90532' || lpad(g::text, 7, '0'), 1, now() FROM generate_series(1, 7) AS g"
+    )
+    assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 7
+    counted = []
+    real = store.count_in_status
+
+    def noted(pool, status, *, up_to=None):
+        counted.append(up_to)
+        return real(pool, status, up_to=up_to)
+
+    monkeypatch.setattr(store, "count_in_status", noted)
+    for _ in range(3):
+        assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 7
+    assert counted == [], "7 is over twice the exact limit: the remembered total serves without counting"
