@@ -29,6 +29,11 @@ OFFSET = 500_000  # the deep offset page (each call reads this many rows)
 CALLS = 1000  # per API case: enough that p95 and p99 are 50 and 10 calls
 CLAIM_LIMIT = 100
 HIGH_RATE_LIMIT = 1_000_000  # messages per second: set, never reached
+# The floor is the best plain loop, not one held back by its thread count: with an instant receiver
+# nothing waits, and 64 threads in one process spend their time on the interpreter lock (466 and
+# 511 msg/s against 721 with 8 threads, 20,000 messages, this 2-core machine). 8 is also what
+# issue 14's limit was measured with.
+FLOOR_THREADS = 8
 
 
 CPU_NOTES: list[str] = []  # one line of the "CPU per message, by process" table each
@@ -152,9 +157,9 @@ def instant(where: data.Place, receiver: ReceiverProcess, *, count: int, variant
             brokers: list[str], figures: dict[str, float]) -> list[Row]:
     """The instant receiver: the floor, then per broker Celery's ceiling, the limit and the system's ratio to it."""
     name = "instant receiver"
-    plain = run_floor(where, receiver, name=name, count=count, delay_ms=0, threads=variant.in_flight)
+    plain = run_floor(where, receiver, name=name, count=count, delay_ms=0, threads=FLOOR_THREADS)
     figures["floor"] = plain.rate
-    rows = [Row(case=f"{name}: floor, plain loop, {variant.in_flight} threads", system=f"{plain.rate:,.0f} msg/s")]
+    rows = [Row(case=f"{name}: floor, plain loop, {FLOOR_THREADS} threads", system=f"{plain.rate:,.0f} msg/s")]
     for broker in brokers:
         shape = replace(variant, broker=broker, label=f"{variant.label}, {broker}")
         top = run_ceiling(where, shape, name=name, count=count)
@@ -411,7 +416,7 @@ def write_results(table: str, plans: dict[str, list[str]], statements: dict[str,
         "",
         (f"System: real `celery -A worker worker` processes ({default.label}, pool {DEFAULT_POOL}) and "
          f"`celery -A worker beat` (SEND_INTERVAL_SECONDS={INTERVAL}, SEND_BATCH_SIZE={BATCH}) draining pending "
-         "messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop with as many threads, the same "
+         "messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop of {FLOOR_THREADS} threads, the same "
          "webhook client and receiver, no task queue. Celery's ceiling: `bench/ceiling.py`, the same workers "
          "(`celery -A bench.noop worker`: the service's settings, a task that takes one id and does nothing) "
          "draining as many tasks published as a batch publishes them. With one task per message no design beats "
