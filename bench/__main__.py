@@ -416,7 +416,7 @@ def write_results(table: str, plans: dict[str, list[str]], statements: dict[str,
         "",
         (f"System: real `celery -A worker worker` processes ({default.label}, pool {DEFAULT_POOL}) and "
          f"`celery -A worker beat` (SEND_INTERVAL_SECONDS={INTERVAL}, SEND_BATCH_SIZE={BATCH}) draining pending "
-         "messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop of {FLOOR_THREADS} threads, the same "
+         f"messages into `python -m receiver`. Floor: `bench/floor.py`, a plain loop of {FLOOR_THREADS} threads, the same "
          "webhook client and receiver, no task queue. Celery's ceiling: `bench/ceiling.py`, the same workers "
          "(`celery -A bench.noop worker`: the service's settings, a task that takes one id and does nothing) "
          "draining as many tasks published as a batch publishes them. With one task per message no design beats "
