@@ -17,7 +17,7 @@ from celery import Celery
 from bench import data
 from bench.noop import NOOP_TASK, create_noop_app
 from bench.processes import (
-    Stack, cpu_by_role, cpu_spent, environment, group_cpu_seconds, machine_cpu_seconds, wait_for_log,
+    Stack, cpu_by_role, cpu_spent, environment, wait_for_log,
 )
 from messaging.settings import Settings
 from tests.stack import BIN
@@ -31,9 +31,7 @@ PUBLISH_CHUNK = 1000  # tasks per publish, as one beat batch publishes its claim
 class Run:
     tasks: int
     seconds: float
-    cpu_seconds: float  # the workers' processes
-    machine_cpu_seconds: float
-    roles: dict[str, float]
+    roles: dict[str, float]  # CPU seconds by kind of process (bench.processes.ROLES)
 
     @property
     def rate(self) -> float:
@@ -72,7 +70,6 @@ def drain(
         for worker in started_workers:
             wait_for_log(worker, " ready.")
         app = create_noop_app(Settings.from_env(env))  # the publishing side, as the batch task's worker
-        cpu, machine = sum(group_cpu_seconds(w.popen.pid) for w in started_workers), machine_cpu_seconds()
         roles = cpu_by_role()
         started = time.perf_counter()
         _publish(app, count)
@@ -82,9 +79,7 @@ def drain(
                 raise RuntimeError(f"ceiling: {ran}/{count} tasks ran after {timeout}s")
             time.sleep(POLL_SECONDS)
         seconds = time.perf_counter() - started
-        cpu = sum(group_cpu_seconds(w.popen.pid) for w in started_workers) - cpu
-        machine, roles = machine_cpu_seconds() - machine, cpu_spent(roles)
-        return Run(count, seconds, cpu, machine, roles)
+        return Run(count, seconds, cpu_spent(roles))
     finally:
         if app is not None:
             app.close()

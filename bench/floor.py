@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import psycopg_pool
 import redis
 
-from bench.processes import cpu_by_role, cpu_spent, machine_cpu_seconds
+from bench.processes import cpu_by_role, cpu_spent
 from messaging.cache import SENT_KEY_PREFIX
 from messaging.webhook import WebhookClient
 
@@ -50,9 +50,7 @@ CACHE_TTL_SECONDS = 86400
 class Run:
     sent: int
     seconds: float
-    cpu_seconds: float
-    machine_cpu_seconds: float  # every process: the floor's, PostgreSQL's, Redis's, the receiver's
-    roles: dict[str, float]  # the same seconds by kind of process
+    roles: dict[str, float]  # CPU seconds by kind of process: the floor's ("bench"), PostgreSQL's, Redis's...
 
     @property
     def rate(self) -> float:
@@ -102,16 +100,16 @@ def drain(database_url: str, redis_url: str, webhook_url: str, *, count: int, th
     workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
     for worker in workers:
         worker.start()
-    cpu, machine, roles = time.process_time(), machine_cpu_seconds(), cpu_by_role()
+    roles = cpu_by_role()
     started = time.perf_counter()
     start.wait()
     for worker in workers:
         worker.join()
     seconds = time.perf_counter() - started
-    cpu, machine, roles = time.process_time() - cpu, machine_cpu_seconds() - machine, cpu_spent(roles)
+    roles = cpu_spent(roles)
     webhook.close()
     client.close()
     pool.close()
     if errors:
         raise RuntimeError(f"floor failed: {errors[0]!r}") from errors[0]
-    return Run(sum(sent), seconds, cpu, machine, roles)
+    return Run(sum(sent), seconds, roles)

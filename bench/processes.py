@@ -12,10 +12,7 @@ import requests
 
 from tests.stack import ROOT, Process, Stack, environment, free_port
 
-__all__ = [
-    "ROLES", "ReceiverProcess", "Stack", "cpu_by_role", "cpu_spent", "environment", "free_port", "group_cpu_seconds",
-    "machine_cpu_seconds", "wait_for_log",
-]
+__all__ = ["ROLES", "ReceiverProcess", "Stack", "cpu_by_role", "cpu_spent", "environment", "free_port", "wait_for_log"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -76,30 +73,6 @@ def wait_for_log(process: Process, text: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{process.name}: no {text!r} within {timeout}s:\n{process.log()[-3000:]}")
         time.sleep(0.1)
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of every live process in a process group (a worker and its pool children)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # After the command: state ppid pgrp session ... utime(12) stime(13), counted from state = 0.
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
-def machine_cpu_seconds() -> float:
-    """CPU every process on the machine has used (PostgreSQL, Redis and the receiver included)."""
-    with open("/proc/stat") as stat:
-        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in stat.readline().split()[1:8])
-    return (user + nice + system + irq + softirq) / CLOCK_TICKS
 
 
 def cpu_by_role() -> dict[str, float]:

@@ -11,7 +11,7 @@ from celery import Celery
 
 from bench import data
 from bench.processes import (
-    Stack, cpu_by_role, cpu_spent, environment, group_cpu_seconds, machine_cpu_seconds, wait_for_log,
+    Stack, cpu_by_role, cpu_spent, environment, wait_for_log,
 )
 from messaging.cache import ENABLED_KEY
 from messaging.delivery import BATCH_TASK
@@ -23,9 +23,7 @@ POLL_SECONDS = 0.05
 class Run:
     sent: int
     seconds: float
-    cpu_seconds: float  # the workers' processes, the batch task's enqueueing included
-    machine_cpu_seconds: float  # every process: workers, beat, PostgreSQL, Redis, the receiver
-    roles: dict[str, float]  # the same seconds by kind of process
+    roles: dict[str, float]  # CPU seconds by kind of process: workers, beat, PostgreSQL, Redis, the receiver...
 
     @property
     def rate(self) -> float:
@@ -77,7 +75,6 @@ def drain(
         stack.beat()
         time.sleep(1.0)  # beat up, its first batches found sending off
         with data.connect(where.database_url) as conn:
-            cpu, machine = sum(group_cpu_seconds(w.popen.pid) for w in started_workers), machine_cpu_seconds()
             roles = cpu_by_role()
             started = time.perf_counter()
             start_sending(switch, api)
@@ -90,9 +87,8 @@ def drain(
                         raise RuntimeError(f"{worker.name} exited:\n{worker.log()[-3000:]}")
                 time.sleep(POLL_SECONDS)
             seconds = time.perf_counter() - started
-            cpu = sum(group_cpu_seconds(w.popen.pid) for w in started_workers) - cpu
-            machine, roles = machine_cpu_seconds() - machine, cpu_spent(roles)
-        return Run(sent, seconds, cpu, machine, roles)
+            roles = cpu_spent(roles)
+        return Run(sent, seconds, roles)
     finally:
         switch.set(ENABLED_KEY, "0")
         switch.close()
