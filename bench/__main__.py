@@ -11,11 +11,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import kombu
-
 from bench import ceiling, claim, data, floor, latency, system
 from bench.processes import ROLES, ReceiverProcess
 from messaging.runtime import database_pool_size
+from tests.stack import broker_unreachable
 from worker.factory import DEFAULT_CONCURRENCY, DEFAULT_POOL
 
 HERE = Path(__file__).resolve().parent
@@ -46,7 +45,7 @@ RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.
 class Row:
     case: str
     system: str
-    floor: str = "-"
+    reference: str = "-"  # what the system is held to: the floor, the limit or the bound
     ratio: str = "-"
     target: str = "-"
     ok: bool | None = None
@@ -82,13 +81,14 @@ class Variant:
     threads: int = DEFAULT_CONCURRENCY
     broker: str = "redis"
     env: tuple[tuple[str, str], ...] = ()
+    pool: str = DEFAULT_POOL
 
     @property
     def in_flight(self) -> int:
         return self.workers * self.threads
 
     def options(self) -> tuple[str, ...]:
-        return ("--concurrency", str(self.threads))
+        return ("--pool", self.pool, "--concurrency", str(self.threads))
 
 
 def note_cpu(case: str, count: int, roles: dict[str, float]) -> None:
@@ -139,15 +139,6 @@ def broker_of(where: data.Place, broker: str) -> str:
     return RABBITMQ_URL if broker == "rabbitmq" else where.redis_url
 
 
-def rabbitmq_unreachable() -> str | None:
-    try:
-        with kombu.Connection(RABBITMQ_URL, connect_timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
-    except Exception as error:  # noqa: BLE001 (any failure means: no RabbitMQ rows this run)
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 def limit_of(plain: float, ceiling_rate: float) -> float:
     """One task per message: no design beats 1 / (1/floor + 1/ceiling) (SPEC 7)."""
     return 1 / (1 / plain + 1 / ceiling_rate)
@@ -165,7 +156,7 @@ def instant(where: data.Place, receiver: ReceiverProcess, *, count: int, variant
         top = run_ceiling(where, shape, name=name, count=count)
         limit = limit_of(plain.rate, top.rate)
         rows.append(Row(case=f"{name}: Celery's ceiling (no-op tasks), {shape.label}", system=f"{top.rate:,.0f} tasks/s",
-                        floor=f"limit {limit:,.0f} msg/s"))
+                        reference=f"limit {limit:,.0f} msg/s"))
         measured = [shape]
         if broker == "redis":
             # What flow control costs per message: with a limit no drain reaches, every send asks it (SPEC 8).
@@ -179,7 +170,7 @@ def instant(where: data.Place, receiver: ReceiverProcess, *, count: int, variant
                 figures[f"{broker} ceiling"], figures[f"{broker} system"] = top.rate, real.rate
                 figures[f"{broker} instant ratio"] = ratio
             rows.append(Row(case=f"{name}, {count:,} msgs: {each.label}", system=f"{real.rate:,.0f} msg/s",
-                            floor=f"limit {limit:,.0f} msg/s", ratio=f"{ratio:.2f}",
+                            reference=f"limit {limit:,.0f} msg/s", ratio=f"{ratio:.2f}",
                             target=">= 0.8" if default else "-", ok=ratio >= 0.8 if default else None))
     return rows
 
@@ -200,7 +191,7 @@ def slow(where: data.Place, receiver: ReceiverProcess, *, count: int, variant: V
         if default:
             figures[f"{each.broker} slow ratio"] = ratio
         rows.append(Row(case=f"{name}, {count:,} msgs: {each.label}", system=f"{real.rate:,.0f} msg/s",
-                        floor=f"bound {bound:,.0f} msg/s ({each.in_flight} in flight)", ratio=f"{ratio:.2f}",
+                        reference=f"bound {bound:,.0f} msg/s ({each.in_flight} in flight)", ratio=f"{ratio:.2f}",
                         target=">= 0.95" if default else "-", ok=ratio >= 0.95 if default else None))
     scaling = rates[f"{variant.label}, redis"] / rates[one.label]
     figures["scaling"] = scaling
@@ -215,15 +206,11 @@ def reference(where: data.Place, receiver: ReceiverProcess, *, count: int, cores
     """Celery's own defaults, prefork with one process per core, against a floor with as many threads."""
     name = "instant receiver"
     plain = run_floor(where, receiver, name=name, count=count, delay_ms=0, threads=cores)
-    prefork = Variant(f"prefork x {cores} (Celery's default pool, reference)", workers=1, threads=cores)
-    fresh_pending(where, count)
-    receiver.prepare(0)
-    real = system.drain(where, receiver.url, count=count, log_dir=LOGS / "prefork", interval=INTERVAL,
-                        batch_size=BATCH, worker_options=("--pool", "prefork", "--concurrency", str(cores)))
-    check_exactly_once(receiver, count, "the system")
-    note_cpu(f"{name}: system, {prefork.label}", count, real.roles)
+    prefork = Variant(f"prefork x {cores} (Celery's default pool, reference)", workers=1, threads=cores,
+                      pool="prefork")
+    real = run_system(where, receiver, prefork, name=name, count=count, delay_ms=0)
     return [Row(case=f"{name}, {count:,} msgs: {prefork.label}", system=f"{real.rate:,.0f} msg/s",
-                floor=f"floor {plain.rate:,.0f} msg/s", ratio=f"{real.rate / plain.rate:.2f}")]
+                reference=f"floor {plain.rate:,.0f} msg/s", ratio=f"{real.rate / plain.rate:.2f}")]
 
 
 def sizes(text: str) -> list[int]:
@@ -259,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 2
     # As `make run` and compose deploy: one worker process per core, DEFAULT_CONCURRENCY threads each.
     default = Variant(f"{cores} workers x {DEFAULT_CONCURRENCY} threads (default)", workers=cores)
-    missing_rabbitmq = rabbitmq_unreachable()
+    missing_rabbitmq = broker_unreachable(RABBITMQ_URL)
     brokers = ["redis"] if missing_rabbitmq else ["redis", "rabbitmq"]
     if missing_rabbitmq:
         log(f"RabbitMQ rows skipped: {missing_rabbitmq}")
@@ -392,7 +379,7 @@ def growth(by_size: dict[int, dict[str, latency.Latency]]) -> str:
 
 def render(rows: list[Row]) -> str:
     header = ["case", "system", "reference (same run)", "ratio", "target", "met"]
-    body = [[r.case, r.system, r.floor, r.ratio, r.target, {True: "yes", False: "NO", None: "-"}[r.ok]] for r in rows]
+    body = [[r.case, r.system, r.reference, r.ratio, r.target, {True: "yes", False: "NO", None: "-"}[r.ok]] for r in rows]
     return grid(header, body)
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kombu
 import requests
 from celery import Celery
 
@@ -22,6 +23,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def broker_unreachable(url: str) -> str | None:
+    """None when the broker at `url` accepts a connection, else why not."""
+    try:
+        with kombu.Connection(url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+    except Exception as error:  # any failure to connect means: no broker to run against
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def environment(**variables: object) -> dict[str, str]:

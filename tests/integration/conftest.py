@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-import kombu
 import pytest
 from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
@@ -22,23 +21,14 @@ from kombu.asynchronous import get_event_loop
 from api import close_app, create_app
 from messaging.delivery import BATCH_TASK
 from messaging.settings import Settings
+from tests.stack import broker_unreachable
 from worker import tasks
 from worker.factory import create_celery_app
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
-def _rabbitmq_unreachable() -> str | None:
-    """None when RabbitMQ accepts a connection, else why not."""
-    try:
-        with kombu.Connection(RABBITMQ_URL, connect_timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
-    except Exception as error:  # any failure to connect means: no RabbitMQ to test against
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
-_unreachable = _rabbitmq_unreachable()
+_unreachable = broker_unreachable(RABBITMQ_URL)
 requires_rabbitmq = pytest.mark.skipif(
     _unreachable is not None, reason=f"RabbitMQ unreachable at {RABBITMQ_URL}: {_unreachable}"
 )
