@@ -6,12 +6,10 @@ transport as `celery -A worker worker`; only the task's body is gone.
 
 from __future__ import annotations
 
-import sys
-
 from celery import Celery
 
-from messaging.errors import SettingsError
 from messaging.settings import Settings
+from worker import app_from_env
 from worker.factory import create_celery_app
 
 NOOP_TASK = "bench.noop"
@@ -25,10 +23,7 @@ def __getattr__(name: str) -> Celery:
     if name != "app":
         raise AttributeError(name)
     if _app is None:
-        try:
-            _app = create_noop_app(Settings.from_env())
-        except SettingsError as error:
-            sys.exit(f"configuration error: {error}")
+        _app = app_from_env(create_noop_app)
     return _app
 
 

@@ -7,6 +7,7 @@ the tasks (in tests, say) neither reads settings nor creates a broker client.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from celery import Celery
 
@@ -22,12 +23,17 @@ def __getattr__(name: str) -> Celery:
     if name != "app":
         raise AttributeError(name)
     if _app is None:
-        try:
-            settings = Settings.from_env()
-        except SettingsError as error:
-            sys.exit(f"configuration error: {error}")
-        _app = create_celery_app(settings)
+        _app = app_from_env(create_celery_app)
     return _app
 
 
-__all__ = ["app", "create_celery_app"]
+def app_from_env(create: Callable[[Settings], Celery]) -> Celery:
+    """`create(settings)` with the settings of the environment; a bad one ends the process, naming it."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"configuration error: {error}")
+    return create(settings)
+
+
+__all__ = ["app", "app_from_env", "create_celery_app"]
