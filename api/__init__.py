@@ -12,8 +12,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
 from messaging import timeouts
-from messaging.counts import StatusCounts
-from messaging.runtime import Runtime
+from messaging.runtime import ApiRuntime
 from messaging.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -37,8 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
     )
     app.extensions["messaging.settings"] = settings
-    app.extensions["messaging.runtime"] = opened = Runtime.open(settings, concurrency=8, name="api")
-    app.extensions["messaging.counts"] = StatusCounts(opened.pool, opened.cache)
+    app.extensions["messaging.runtime"] = ApiRuntime.open(settings, concurrency=8, name="api")
     app.extensions["messaging.celery"] = _celery_producer(settings)
 
     # App-wide hooks run before a routing error is raised: a wrong path or method under
@@ -110,16 +108,12 @@ def _no_content_for_options(response: Response) -> Response:
     return response
 
 
-def runtime() -> Runtime:
+def runtime() -> ApiRuntime:
     return current_app.extensions["messaging.runtime"]
 
 
 def settings() -> Settings:
     return current_app.extensions["messaging.settings"]
-
-
-def counts() -> StatusCounts:
-    return current_app.extensions["messaging.counts"]
 
 
 def celery() -> Celery:

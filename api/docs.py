@@ -6,7 +6,8 @@ from flask import Blueprint, Flask, send_from_directory
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api.schemas import EXAMPLE_CONTENT, EXAMPLE_ID, EXAMPLE_PHONE, EXAMPLE_SEND_AT, ApiErrorSchema
+from api.examples import EXAMPLE_CONTENT, EXAMPLE_ID, EXAMPLE_PHONE, EXAMPLE_SEND_AT
+from api.schemas import ApiErrorSchema
 
 ASSETS_URL = "/docs/assets/"
 BEARER = [{"bearerAuth": []}]

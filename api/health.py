@@ -5,10 +5,12 @@ from __future__ import annotations
 from flask import Response, request
 from marshmallow import Schema, fields
 
-from api import auth, counts, runtime
-from api.parser import Blueprint
-from messaging import metrics
+from api import auth, runtime
+from api.blueprint import Blueprint
 from messaging.errors import DependencyUnavailable
+from messaging.ops import metrics
+from messaging.postgres import pool as postgres_pool
+from messaging.redis import client as redis_client
 
 blp = Blueprint("health", __name__, description="Health and metrics.")
 
@@ -54,8 +56,8 @@ def ready():
     With the API_TOKEN bearer token, each check that is down also gives the reason.
     """
     checks = {
-        "postgresql": _check(lambda: metrics.ping_database(runtime().pool)),
-        "redis": _check(runtime().cache.ping),
+        "postgresql": _check(lambda: postgres_pool.ping(runtime().pool)),
+        "redis": _check(lambda: redis_client.ping(runtime().redis)),
     }
     down = [name for name, result in checks.items() if result != "ok"]
     if down:
@@ -68,7 +70,10 @@ def ready():
 def prometheus_metrics():
     """Prometheus metrics: messages by status (counted at most a few seconds ago), deliveries by outcome,
     webhook latency, batch claims."""
-    body, content_type = metrics.render(runtime(), counts(), request.headers.get("Accept"))
+    opened = runtime()
+    body, content_type = metrics.render(
+        opened.pool, opened.redis, opened.counts, opened.settings, request.headers.get("Accept")
+    )
     return Response(body, content_type=content_type)
 
 

@@ -7,26 +7,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from uuid import UUID
 
-from psycopg_pool import ConnectionPool
-
 from api import cursors, docs, runtime, seed
+from api.blueprint import Blueprint
 from api.docs import messaging_call
-from api.parser import Blueprint
-from api.schemas import (
-    EXAMPLE_CONTENT,
-    EXAMPLE_PHONE,
-    EXAMPLE_SEND_AT,
-    PENDING_MESSAGE_EXAMPLE,
-    AttemptPageSchema,
-    AttemptQuerySchema,
-    BulkRetryResultSchema,
-    BulkRetrySchema,
-    FailedPageQuerySchema,
-    MessagePageSchema,
-    MessageSchema,
-    NewMessageSchema,
-)
-from messaging import store, submission
+from api.examples import EXAMPLE_CONTENT, EXAMPLE_PHONE, EXAMPLE_SEND_AT, PENDING_MESSAGE_EXAMPLE
+from api.paging import AttemptPageSchema, AttemptQuerySchema, FailedPageQuerySchema, MessagePageSchema
+from api.schemas import BulkRetryResultSchema, BulkRetrySchema, MessageSchema, NewMessageSchema
+from messaging.domain import content
+from messaging.domain.message import Message, Status
 from messaging.errors import (
     CacheUnavailable,
     MessageNotCancelable,
@@ -34,10 +22,7 @@ from messaging.errors import (
     MessageNotRetryable,
     MessagingError,
 )
-from messaging.models import Message, Status
-
-EXACT_TOTAL_UP_TO = 10_000
-TOTAL_CACHE_SECONDS = 10
+from messaging.postgres.records import FailedFilter
 
 blp = Blueprint("messages", __name__, url_prefix="/messaging", description="Messages and their delivery.")
 
@@ -104,7 +89,7 @@ def retry_failed(which):
     counts. Call again while `matched` equals `limit`.
     """
     dry_run = which.pop("dry_run")
-    result = store.retry_failed_matching(runtime().pool, store.FailedFilter(**which), dry_run=dry_run)
+    result = runtime().records.retry_failed_matching(FailedFilter(**which), dry_run=dry_run)
     return {"matched": result.matched, "retried": result.retried, "dry_run": dry_run}
 
 
@@ -131,7 +116,9 @@ def create(new):
     It goes out in a later batch, oldest first (a scheduled message counts from its `send_at`).
     The answer reports its `encoding` and `segments`.
     """
-    return submission.submit(runtime().pool, new["recipient_phone_number"], new["content"], new.get("send_at"))
+    recipient, text, send_at = new["recipient_phone_number"], new["content"], new.get("send_at")
+    content.check(recipient, text, send_at, datetime.now(timezone.utc))
+    return runtime().records.insert(recipient, text, send_at=send_at)
 
 
 @blp.route("/messages/<message_id>", methods=["GET"], parameters=[MESSAGE_ID])
@@ -153,7 +140,7 @@ def retry(message_id: str):
 
     It goes out in a later batch. Any other status answers 409.
     """
-    return _change(message_id, store.retry_failed, MessageNotRetryable, "a failed message can be retried")
+    return _change(message_id, runtime().records.retry_failed, MessageNotRetryable, "a failed message can be retried")
 
 
 @blp.route("/messages/<message_id>/cancel", methods=["POST"], parameters=[MESSAGE_ID])
@@ -164,7 +151,7 @@ def cancel(message_id: str):
 
     Any other status answers 409: a `sending` message is already being delivered.
     """
-    return _change(message_id, store.cancel, MessageNotCancelable, "a pending message can be canceled")
+    return _change(message_id, runtime().records.cancel, MessageNotCancelable, "a pending message can be canceled")
 
 
 @blp.route("/messages/<message_id>/attempts", methods=["GET"], parameters=[MESSAGE_ID])
@@ -181,7 +168,7 @@ def attempts(message_id: str, *, limit: int, cursor: str | None = None):
     message = _find(message_id)
     after_id = int(cursor) if cursor else 0
     # One row more than asked tells whether there is a next page.
-    rows = store.attempts(runtime().pool, message.id, limit=limit + 1, after_id=after_id)
+    rows = runtime().records.list_attempts(message.id, limit=limit + 1, after_id=after_id)
     page = rows[:limit]
     next_cursor = str(page[-1].id) if len(rows) > limit else None
     return {"data": page, "pagination": {"limit": limit, "next_cursor": next_cursor}}
@@ -201,7 +188,7 @@ def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | No
         "pagination": {
             "limit": limit,
             "offset": offset,
-            "total": _total(status),
+            "total": runtime().totals.total(status),
             "next_cursor": next_cursor,
         },
     }
@@ -209,31 +196,7 @@ def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | No
 
 def _messages(status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None) -> list[Message]:
     keyset = (after.time, after.id) if after else None
-    return store.page(runtime().pool, status, limit=limit, offset=offset, after=keyset)
-
-
-def _total(status: Status) -> int:
-    """Exact up to EXACT_TOTAL_UP_TO; above, a count at most TOTAL_CACHE_SECONDS old.
-
-    Counting a million rows costs ~80 ms, more than the page itself: a large total is
-    counted once per period and shared through Redis by every API process. Once that
-    count stands far above EXACT_TOTAL_UP_TO, the capped exact count (reading up to
-    10,001 rows, about 2 ms) is skipped.
-    """
-    pool = runtime().pool
-    cache = runtime().cache
-
-    def remembered() -> int:
-        return cache.remembered_count(status.label, TOTAL_CACHE_SECONDS, lambda: store.count_in_status(pool, status))
-
-    try:
-        last = cache.last_remembered(status.label)
-        if last is not None and last > 2 * EXACT_TOTAL_UP_TO:
-            return remembered()
-        total = store.count_in_status(pool, status, up_to=EXACT_TOTAL_UP_TO + 1)
-        return total if total <= EXACT_TOTAL_UP_TO else remembered()
-    except CacheUnavailable:
-        return store.count_in_status(pool, status)
+    return runtime().records.page(status, limit=limit, offset=offset, after=keyset)
 
 
 def _sort_time(status: Status, message: Message) -> datetime | None:
@@ -243,13 +206,13 @@ def _sort_time(status: Status, message: Message) -> datetime | None:
 
 def _change(
     message_id: str,
-    change: Callable[[ConnectionPool, UUID], Message | None],
+    change: Callable[[UUID], Message | None],
     refusal: type[MessagingError],
     rule: str,
 ) -> Message:
     """A guarded status change; when the message's status does not allow it, `refusal` names that status."""
     message = _find(message_id)
-    changed = change(runtime().pool, message.id)
+    changed = change(message.id)
     if changed is None:
         raise refusal(f"Message {message.id} is {message.status.label}; only {rule}.")
     return changed
@@ -260,7 +223,7 @@ def _find(message_id: str) -> Message:
         parsed = UUID(message_id)
     except ValueError:
         raise MessageNotFound(f"No message with id {message_id!r}.") from None
-    message = store.get(runtime().pool, parsed)
+    message = runtime().records.get(parsed)
     if message is None:
         raise MessageNotFound(f"No message with id {message_id}.")
     return message
@@ -268,28 +231,14 @@ def _find(message_id: str) -> Message:
 
 def _with_cached_delivery(message: Message) -> Message:
     try:
-        entry = runtime().cache.sent_entry(message.id)
+        cached = runtime().cache.get(message.id)
     except CacheUnavailable:
         return message  # PostgreSQL has the record too; the cache only answers faster
-    if not entry:
+    if cached is None:
         return message
     return dataclasses.replace(
         message,
         status=Status.SENT,
-        sent_at=_cached_time(entry.get("sent_at")) or message.sent_at,
-        webhook_message_id=_cached_text(entry.get("messageId")) or message.webhook_message_id,
+        sent_at=cached.sent_at or message.sent_at,
+        webhook_message_id=cached.webhook_message_id or message.webhook_message_id,
     )
-
-
-def _cached_time(value: object) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # the workers write UTC
-    return moment
-
-
-def _cached_text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -6,7 +6,6 @@ import json
 from typing import Any, NoReturn
 
 import flask
-import flask_smorest
 import marshmallow as ma
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort
@@ -48,9 +47,3 @@ def invalid_body(message: str) -> NoReturn:
 
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
-
-
-class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's Blueprint reading bodies with JsonBodyParser."""
-
-    ARGUMENTS_PARSER = JsonBodyParser()

@@ -1,121 +1,18 @@
-"""Marshmallow schemas: they validate requests and, through flask-smorest, write the OpenAPI document."""
+"""Marshmallow schemas of messages, sending and errors: they validate requests and, through
+flask-smorest, write the OpenAPI document. Pages of them are in api/paging.py."""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
-from typing import ClassVar
-from uuid import UUID
+from marshmallow import RAISE, Schema, fields, validate
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
+from api.examples import EXAMPLE_CONTENT, EXAMPLE_ID, EXAMPLE_PHONE, EXAMPLE_SEND_AT
+from api.fields import FullMatch, JsonBoolean, StatusField, Text, UtcDateTime, ZonedDateTime
+from messaging.domain import content as content_rules
+from messaging.domain import encoding
+from messaging.domain.message import Trigger
 
-from api import cursors
-from messaging import encoding
-from messaging.models import Status, Trigger
-from messaging.submission import SCHEDULE_AHEAD
-
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
-MAX_OFFSET = 2**31 - 1
-MAX_CONTENT = 160
-E164 = r"^\+[1-9][0-9]{7,14}$"
-# PostgreSQL text cannot hold NUL; written for both Python and ECMA-262 (the document's regex dialect).
-NO_NUL = r"^[^\u0000]*$"
-# What Python's str.isspace() calls whitespace, spelled out: ECMA-262's \s is not quite the same set.
-WHITESPACE = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# No NUL, and at least one character that is not whitespace. Each part matches what the next cannot,
-# so a mismatch never backtracks through the whole text (a 64 KiB body is checked in linear time).
-NOT_BLANK = rf"^[{WHITESPACE}]*[^\u0000{WHITESPACE}][^\u0000]*$"
-QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")
-
-EXAMPLE_ID = "5f0c6f2e-2a43-4c0e-9b9e-0c5b7f7b2d11"
-EXAMPLE_PHONE = "+905321234567"
-EXAMPLE_CONTENT = "Your verification code is 482913."
-EXAMPLE_SENT_AT = datetime(2026, 11, 28, 9, 2, 0, 120000, tzinfo=timezone.utc)
-NOT_A_CURSOR = "Not a cursor this list returned."
-
-def _a_week_ahead() -> str:
-    """A send_at that works when tried from the docs: inside the window for weeks after the process starts."""
-    day = datetime.now(timezone.utc).date() + timedelta(days=7)
-    return f"{day.isoformat()}T09:00:00+03:00"
-
-
-EXAMPLE_SEND_AT = _a_week_ahead()
 MAX_BULK_RETRY = 10_000
 DEFAULT_BULK_RETRY = 1_000
-ATTEMPT_CURSOR = r"^[0-9]{1,18}$"
-
-
-class FullMatch(validate.Regexp):
-    """A Regexp that must match the whole value: `$` in `re.match` also matches before a final newline."""
-
-    def __call__(self, value):
-        if self.regex.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
-
-
-class Text(fields.String):
-    """A string PostgreSQL can store: valid Unicode (no lone surrogates from `\\ud800` escapes), no NUL."""
-
-    def __init__(self, **kwargs):
-        validators = list(kwargs.pop("validate", []))
-        if not any(isinstance(validator, validate.Regexp) for validator in validators):
-            # A pattern of its own (E.164) already excludes NUL; the document shows one pattern per field.
-            validators.append(FullMatch(NO_NUL, error="Must not contain NUL characters."))
-        super().__init__(validate=validators, **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError("Must be valid Unicode text (no unpaired surrogates).") from None
-        return text
-
-
-class QueryInteger(fields.Integer):
-    """An integer written in ASCII digits: not `1.0`, ` 5`, `1_0`, `١` or 5,000 digits, which `int()` takes."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not QUERY_INTEGER.fullmatch(value):
-            raise self.make_error("invalid", input=value)
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class JsonBoolean(fields.Boolean):
-    """true or false, not the 1, "yes" or "on" marshmallow also takes."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
-
-
-class ZonedDateTime(fields.AwareDateTime):
-    """ISO 8601 with a time zone, read as given; anything else gets one message that says how to write it."""
-
-    ERROR = "Must be an ISO 8601 date and time with a time zone, such as 2026-12-01T09:00:00+03:00."
-
-    def __init__(self, **kwargs):
-        super().__init__(format="iso", error_messages={"invalid": self.ERROR, "invalid_awareness": self.ERROR}, **kwargs)
-
-
-class UtcDateTime(fields.DateTime):
-    """ISO 8601 in UTC, whatever the database session's time zone."""
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        if isinstance(value, datetime):
-            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-        return super()._serialize(value, attr, obj, **kwargs)
-
-
-class StatusField(fields.String):
-    def __init__(self, **kwargs):
-        super().__init__(validate=validate.OneOf([status.label for status in Status]), **kwargs)
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return value.label if isinstance(value, Status) else value
 
 
 class MessageSchema(Schema):
@@ -171,23 +68,6 @@ class MessageSchema(Schema):
     )
 
 
-# What create and retry answer: the message waits for a batch, nothing tried yet.
-PENDING_MESSAGE_EXAMPLE = {
-    "id": EXAMPLE_ID,
-    "content": EXAMPLE_CONTENT,
-    "recipient_phone_number": EXAMPLE_PHONE,
-    "status": "pending",
-    "attempts": 0,
-    "webhook_message_id": None,
-    "last_error": None,
-    "created_at": "2026-11-28T09:00:00+00:00",
-    "sent_at": None,
-    "send_at": None,
-    "encoding": "GSM-7",
-    "segments": 1,
-}
-
-
 class NewMessageSchema(Schema):
     """A message to send: one SMS segment to an E.164 number. Other properties are rejected."""
 
@@ -198,110 +78,27 @@ class NewMessageSchema(Schema):
 
     recipient_phone_number = Text(
         required=True,
-        validate=[FullMatch(E164, error="Must be an E.164 number: + then 8 to 15 digits, the first not 0.")],
+        validate=[FullMatch(content_rules.E164, error=content_rules.NOT_E164)],
         metadata={"example": EXAMPLE_PHONE},
     )
     content = Text(
         required=True,
         validate=[
-            validate.Length(min=1, max=MAX_CONTENT, error=f"Must be 1 to {MAX_CONTENT} characters."),
-            FullMatch(NOT_BLANK, error="Must hold a character that is not whitespace, and no NUL."),
+            validate.Length(min=1, max=content_rules.MAX_CHARACTERS, error=content_rules.WRONG_LENGTH),
+            FullMatch(content_rules.NOT_BLANK, error=content_rules.BLANK),
         ],
         metadata={
             "example": EXAMPLE_CONTENT,
-            "description": f"1 to {MAX_CONTENT} characters (Unicode code points), not only whitespace.",
+            "description": f"1 to {content_rules.MAX_CHARACTERS} characters (Unicode code points), not only whitespace.",
         },
     )
     send_at = ZonedDateTime(
         metadata={
             "example": EXAMPLE_SEND_AT,
             "description": f"Optional: send no earlier than this time, ISO 8601 with a time zone, from now to "
-            f"{SCHEDULE_AHEAD.days} days ahead. Without it the message is due at once.",
+            f"{content_rules.SCHEDULE_AHEAD.days} days ahead. Without it the message is due at once.",
         },
     )
-
-
-class PageQuerySchema(Schema):
-    """`limit`/`offset` (seed compatible) or a keyset `cursor` taken from `next_cursor`."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    listing: ClassVar[str]  # the list whose cursors this query takes
-
-    limit = QueryInteger(
-        load_default=DEFAULT_PAGE_SIZE,
-        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
-        metadata={"description": f"Page size, 1 to {MAX_PAGE_SIZE}.", "example": DEFAULT_PAGE_SIZE},
-    )
-    offset = QueryInteger(
-        load_default=0,
-        validate=validate.Range(min=0, max=MAX_OFFSET),
-        metadata={
-            "description": "Rows to skip. Its cost grows with the offset; prefer `cursor` for deep pages. "
-            "Not with `cursor` (400), except 0.",
-            "example": 0,
-        },
-    )
-    # No example: Swagger UI would send it, and only a cursor this list handed out names a page.
-    cursor = fields.String(
-        validate=FullMatch(cursors.PATTERN, error=NOT_A_CURSOR),
-        metadata={
-            "description": "`pagination.next_cursor` of the previous page of this list: the next page at the "
-            "cost of the first one, at any depth. Treat it as opaque; any other value answers 400.",
-        },
-    )
-
-    @post_load
-    def decode_cursor(self, data, **kwargs):
-        if "cursor" not in data:
-            return data
-        if data["offset"]:
-            raise ValidationError("Use either offset or cursor, not both.", "cursor")
-        try:
-            cursor = cursors.decode(data.pop("cursor"), self.listing)
-        except ValueError:
-            raise ValidationError(NOT_A_CURSOR, "cursor") from None
-        if isinstance(cursor, cursors.Offset):
-            data["offset"] = cursor.offset
-        else:
-            data["after"] = cursor
-        return data
-
-
-class SentPageQuerySchema(PageQuerySchema):
-    listing = Status.SENT.label
-
-
-class FailedPageQuerySchema(PageQuerySchema):
-    listing = Status.FAILED.label
-
-
-class PaginationSchema(Schema):
-    limit = fields.Integer(required=True, metadata={"example": 20})
-    offset = fields.Integer(
-        required=True, metadata={"example": 0, "description": "Rows skipped before this page (0 for keyset pages)."}
-    )
-    total = fields.Integer(
-        required=True,
-        metadata={
-            "example": 42,
-            "description": "Messages in this list: exact up to 10,000; above that, counted at most 10 s ago (20 times what counting takes, if longer).",
-        },
-    )
-    next_cursor = fields.String(
-        required=True,
-        allow_none=True,
-        metadata={
-            "description": "Pass as `cursor` for the next page; null on the last page.",
-            "example": cursors.encode(cursors.Keyset(EXAMPLE_SENT_AT, UUID(EXAMPLE_ID)), Status.SENT.label),
-        },
-    )
-
-
-class MessagePageSchema(Schema):
-    data = fields.List(fields.Nested(MessageSchema), required=True)
-    pagination = fields.Nested(PaginationSchema, required=True)
 
 
 class SwitchSchema(Schema):
@@ -359,23 +156,6 @@ class StatusSchema(Schema):
     rate_limit = fields.Nested(RateLimitSchema, required=True)
 
 
-class AttemptQuerySchema(Schema):
-    """`limit` and a `cursor` taken from `next_cursor`."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    limit = QueryInteger(
-        load_default=DEFAULT_PAGE_SIZE,
-        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
-        metadata={"description": f"Page size, 1 to {MAX_PAGE_SIZE}.", "example": DEFAULT_PAGE_SIZE},
-    )
-    cursor = fields.String(
-        validate=FullMatch(ATTEMPT_CURSOR, error="Not a cursor returned by this API."),
-        metadata={"description": "`pagination.next_cursor` of the previous page. Treat it as opaque.", "example": "1041"},
-    )
-
-
 class AttemptSchema(Schema):
     """One delivery attempt: one POST to the webhook, or a claim that expired while sending."""
 
@@ -423,20 +203,6 @@ class AttemptSchema(Schema):
             "description": "The first 1 KiB of the answer's body.",
         },
     )
-
-
-class AttemptPaginationSchema(Schema):
-    limit = fields.Integer(required=True, metadata={"example": 20})
-    next_cursor = fields.String(
-        required=True,
-        allow_none=True,
-        metadata={"description": "Pass as `cursor` for the next page; null on the last page.", "example": None},
-    )
-
-
-class AttemptPageSchema(Schema):
-    data = fields.List(fields.Nested(AttemptSchema), required=True)
-    pagination = fields.Nested(AttemptPaginationSchema, required=True)
 
 
 class BulkRetrySchema(Schema):

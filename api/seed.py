@@ -17,8 +17,9 @@ from marshmallow import Schema, fields, validate
 from webargs.flaskparser import abort
 
 from api import settings
-from api.schemas import ApiErrorSchema, MessagePageSchema, SentPageQuerySchema
-from messaging.models import Message
+from api.paging import MessagePageSchema, SentPageQuerySchema
+from api.schemas import ApiErrorSchema
+from messaging.domain.message import Message
 
 SEED = "seed"
 STANDARD = "standard"

@@ -6,12 +6,12 @@ import logging
 
 import kombu.exceptions
 
-from api import celery, counts, runtime, settings
+from api import celery, runtime, settings
+from api.blueprint import Blueprint
 from api.docs import messaging_call
-from api.parser import Blueprint
 from api.schemas import StatusSchema, SwitchSchema
-from messaging import delivery
 from messaging.logs import fields
+from messaging.task_names import BATCH_QUEUE, BATCH_TASK
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ def start():
     circuit breaker is closed by hand, whether sending was on or not.
     """
     # The operator says the provider is back: close an open breaker, even with sending on.
-    breaker = BREAKER_CLOSED if runtime().flow.close_by_hand() else ""
-    if not runtime().cache.switch_on():
+    breaker = BREAKER_CLOSED if runtime().breaker.close_by_hand() else ""
+    if not runtime().switch.switch_on():
         return {"enabled": True, "message": ALREADY_ON + breaker}
     log.info("event=sending_started")
     if _run_batch_now():
@@ -54,7 +54,7 @@ def stop():
     No new batch starts; a claimed message whose send has not begun goes back
     to pending unsent; a POST under way finishes and is recorded.
     """
-    runtime().cache.set_enabled(False)
+    runtime().switch.set_enabled(False)
     log.info("event=sending_stopped")
     return {"enabled": False, "message": "Sending stopped."}
 
@@ -68,9 +68,9 @@ def status():
 
     The counts are at most a few seconds old: one count serves every call in that time.
     """
-    by_status = counts().get()
+    by_status = runtime().counts.get()
     return {
-        "enabled": runtime().cache.is_enabled(),
+        "enabled": runtime().switch.is_enabled(),
         "interval_seconds": settings().send_interval_seconds,
         "batch_size": settings().send_batch_size,
         "counts": {status.label: total for status, total in by_status.items()},
@@ -80,7 +80,7 @@ def status():
 
 def _flow_control() -> dict:
     """The breaker and the rate limit, as every worker sees them."""
-    state = runtime().flow.status()
+    state = runtime().breaker.status()
     return {
         "breaker": {"state": state.state, "since": state.since, "why": state.why, "reopens_at": state.reopens_at},
         "rate_limit": {
@@ -94,8 +94,8 @@ def _flow_control() -> dict:
 def _run_batch_now() -> bool:
     try:
         celery().send_task(
-            delivery.BATCH_TASK,
-            queue=delivery.BATCH_QUEUE,
+            BATCH_TASK,
+            queue=BATCH_QUEUE,
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import ceiling, claim, data, floor, latency, system
 from bench.processes import ROLES, ReceiverProcess
-from messaging.runtime import database_pool_size
+from messaging.postgres.pool import pool_size as database_pool_size
 from tests.stack import broker_unreachable
 from worker.factory import DEFAULT_CONCURRENCY, DEFAULT_POOL
 
@@ -428,7 +428,7 @@ def write_results(table: str, plans: dict[str, list[str]], statements: dict[str,
         f"{figures['rows loaded']:,.0f} sent rows loaded in {figures['load seconds']:.0f} s (one INSERT ... SELECT from generate_series, the "
         "indexes built after it, VACUUM ANALYZE). The API answers /messaging/status and /metrics, and the "
         "total of /messaging/sent, from counts remembered in Redis and recounted off the request path "
-        "(`messaging.cache.Cache.remembered`): the two full counts below run once per period, not per call.",
+        "(`messaging.redis.shared_counts.Remembered`): the two full counts below run once per period, not per call.",
         "",
         "| statement | p50 | p95 |",
         "|---|---|---|",

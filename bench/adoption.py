@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from messaging import migrations
+from messaging.postgres import migrations
 
 SERVER_URL = "postgresql://postgres@127.0.0.1:5432"
 MIGRATOR = "adoption-bench-migrate"

@@ -17,7 +17,11 @@ from celery import Celery
 from bench import data
 from bench.noop import NOOP_TASK, create_noop_app
 from bench.processes import (
-    Stack, cpu_by_role, cpu_spent, environment, wait_for_log,
+    Stack,
+    cpu_by_role,
+    cpu_spent,
+    environment,
+    wait_for_log,
 )
 from messaging.settings import Settings
 from tests.stack import BIN

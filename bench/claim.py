@@ -7,7 +7,7 @@ import time
 
 import psycopg
 
-from messaging.queries import QUERIES
+from messaging.postgres.queries import QUERIES
 
 CLAIM = QUERIES["claim_due_messages"]
 

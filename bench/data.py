@@ -12,8 +12,8 @@ import psycopg
 import redis
 from psycopg import sql
 
-from messaging import migrations
-from messaging.delivery import BATCH_QUEUE
+from messaging.postgres import migrations
+from messaging.task_names import BATCH_QUEUE
 
 SERVER_URL = "postgresql://postgres@127.0.0.1:5432"
 DATABASE = "messaging_bench"

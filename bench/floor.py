@@ -18,8 +18,8 @@ import psycopg_pool
 import redis
 
 from bench.processes import cpu_by_role, cpu_spent
-from messaging.cache import SENT_KEY_PREFIX
-from messaging.webhook import WebhookClient
+from messaging.provider.webhook import WebhookClient
+from messaging.redis import keys
 
 CLAIM = """
 WITH due AS (
@@ -87,7 +87,7 @@ def drain(database_url: str, redis_url: str, webhook_url: str, *, count: int, th
                     accepted = webhook.send(message_id, to, content)
                     sent_at = datetime.now(timezone.utc)
                     entry = json.dumps({"messageId": accepted.webhook_message_id, "sent_at": sent_at.isoformat()})
-                    client.set(f"{SENT_KEY_PREFIX}{message_id}", entry, ex=CACHE_TTL_SECONDS)
+                    client.set(f"{keys.SENT_PREFIX}{message_id}", entry, ex=CACHE_TTL_SECONDS)
                     with pool.connection() as conn:
                         conn.execute(
                             MARK_SENT,

@@ -14,8 +14,9 @@ import requests
 
 from bench import data
 from bench.processes import Stack, environment, free_port
-from messaging import db, store
-from messaging.models import Status
+from messaging.domain.message import Status
+from messaging.postgres.pool import create_pool
+from messaging.postgres.records import Records
 
 PAGE = 20
 
@@ -96,22 +97,23 @@ def api_counts(where: data.Place, *, calls: int, log_dir: Path) -> dict[str, Lat
 
 
 def statements(where: data.Place, *, offset: int, depth: int, calls: int) -> dict[str, Latency]:
-    """The same pages through messaging.store alone (no HTTP), and the counts the API remembers
+    """The same pages through Records alone (no HTTP), and the counts the API remembers
     (run once per period off the request path: a few calls each, they scan the table)."""
-    pool = db.create_pool(where.database_url, max_size=2, name="bench")
+    pool = create_pool(where.database_url, max_size=2, name="bench")
+    records = Records(pool)
     try:
-        last = store.page(pool, Status.SENT, limit=1, offset=depth - 1)[0]
+        last = records.page(Status.SENT, limit=1, offset=depth - 1)[0]
         pages = {
-            "store.page first page": lambda: store.page(pool, Status.SENT, limit=PAGE + 1),
-            f"store.page after the row at {depth:,}": lambda: store.page(
-                pool, Status.SENT, limit=PAGE + 1, after=(last.sent_at, last.id)
+            "records.page first page": lambda: records.page(Status.SENT, limit=PAGE + 1),
+            f"records.page after the row at {depth:,}": lambda: records.page(
+                Status.SENT, limit=PAGE + 1, after=(last.sent_at, last.id)
             ),
-            "store.count_in_status(sent, up_to=10,001)": lambda: store.count_in_status(pool, Status.SENT, up_to=10_001),
+            "records.count_in_status(sent, up_to=10,001)": lambda: records.count_in_status(Status.SENT, up_to=10_001),
         }
         scans = {
-            f"store.page offset {offset:,}": lambda: store.page(pool, Status.SENT, limit=PAGE + 1, offset=offset),
-            "store.count_in_status(sent)": lambda: store.count_in_status(pool, Status.SENT),
-            "store.count_by_status": lambda: store.count_by_status(pool),
+            f"records.page offset {offset:,}": lambda: records.page(Status.SENT, limit=PAGE + 1, offset=offset),
+            "records.count_in_status(sent)": lambda: records.count_in_status(Status.SENT),
+            "records.count_by_status": lambda: records.count_by_status(),
         }
         measured = {name: timed(call, calls // 4, warmup=3) for name, call in pages.items()}
         return measured | {name: timed(call, 5, warmup=1) for name, call in scans.items()}

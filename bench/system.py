@@ -11,10 +11,14 @@ from celery import Celery
 
 from bench import data
 from bench.processes import (
-    Stack, cpu_by_role, cpu_spent, environment, wait_for_log,
+    Stack,
+    cpu_by_role,
+    cpu_spent,
+    environment,
+    wait_for_log,
 )
-from messaging.cache import ENABLED_KEY
-from messaging.delivery import BATCH_TASK
+from messaging.redis import keys
+from messaging.task_names import BATCH_TASK
 
 POLL_SECONDS = 0.05
 
@@ -32,7 +36,7 @@ class Run:
 
 def start_sending(switch: redis.Redis, app: Celery) -> None:
     """What `POST /messaging/start` does: the flag on, then one batch at once rather than at the next tick."""
-    switch.set(ENABLED_KEY, "1")
+    switch.set(keys.ENABLED, "1")
     app.send_task(BATCH_TASK)
 
 
@@ -90,7 +94,7 @@ def drain(
             roles = cpu_spent(roles)
         return Run(sent, seconds, roles)
     finally:
-        switch.set(ENABLED_KEY, "0")
+        switch.set(keys.ENABLED, "0")
         switch.close()
         api.close()
         stack.stop()

@@ -6,7 +6,9 @@ import argparse
 import logging
 import sys
 
-from messaging import audit, logs, migrations
+from messaging import logs
+from messaging.ops import audit
+from messaging.postgres import migrations
 from messaging.errors import MessagingError, SettingsError
 from messaging.settings import Settings
 

@@ -1,108 +1,125 @@
-"""The connections one process uses, opened together at process start and closed at shutdown."""
+"""The connections of one process, opened together at process start and closed at shutdown.
+
+A worker opens everything the delivery rules talk to (`Runtime`); the API only what its calls
+use (`ApiRuntime`): no webhook client, no flow control scripts. Both connect lazily, so
+nothing here fails while PostgreSQL or Redis is still down.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime, timezone
-from typing import Any
-from uuid import UUID
 
 import redis
 from psycopg_pool import ConnectionPool
 
-from messaging import cache, db, flow, store
-from messaging.cache import Cache
-from messaging.delivery import CachedDelivery, Ports, Preflight
-from messaging.flow import RedisFlowControl
-from messaging.metrics import Recorder
+from messaging.delivery.ports import Ports
+from messaging.postgres import pool as postgres_pool
+from messaging.postgres.records import Records
+from messaging.provider.webhook import WebhookClient
+from messaging.redis.breaker import Breaker
+from messaging.redis.client import create_client
+from messaging.redis.counters import Counters
+from messaging.redis.delivery_cache import DeliveryCache
+from messaging.redis.flow import RedisFlowControl
+from messaging.redis.shared_counts import ListTotals, Remembered, StatusCounts
+from messaging.redis.shared_state import RedisSharedState
+from messaging.redis.switch import Switch
 from messaging.settings import Settings
-from messaging.webhook import WebhookClient
-
-
-def database_pool_size(concurrency: int) -> int:
-    """Connections are held only around statements, never during a POST, so a handful serve many senders."""
-    return min(max(concurrency, 2), 16)
 
 
 @dataclass
-class Runtime:
+class Connections:
+    """The PostgreSQL pool and the Redis client every process has, and what reads through them."""
+
     settings: Settings
     pool: ConnectionPool
     redis: redis.Redis
-    cache: Cache
-    webhook: WebhookClient
-    metrics: Recorder
+
+    @classmethod
+    def _connect(cls, settings: Settings, concurrency: int, name: str) -> dict:
+        return dict(
+            settings=settings,
+            pool=postgres_pool.create_pool(
+                settings.database_url, max_size=postgres_pool.pool_size(concurrency), name=name
+            ),
+            redis=create_client(settings.redis_url),
+        )
+
+    @cached_property
+    def records(self) -> Records:
+        return Records(self.pool)
+
+    @cached_property
+    def switch(self) -> Switch:
+        return Switch(self.redis, self.settings.auto_start)
+
+    @cached_property
+    def cache(self) -> DeliveryCache:
+        return DeliveryCache(self.redis, self.settings.cache_ttl_seconds)
+
+    def close(self) -> None:
+        self.redis.close()
+        self.pool.close()
+
+
+@dataclass
+class Runtime(Connections):
+    """A worker's connections: everything the delivery rules talk to."""
+
+    provider: WebhookClient
     flow: RedisFlowControl
 
     @classmethod
     def open(cls, settings: Settings, *, concurrency: int = 4, name: str = "messaging") -> Runtime:
-        """Connect lazily: nothing here fails while PostgreSQL or Redis is still down."""
-        client = cache.create_client(settings.redis_url)
+        connected = cls._connect(settings, concurrency, name)
         return cls(
-            settings=settings,
-            pool=db.create_pool(settings.database_url, max_size=database_pool_size(concurrency), name=name),
-            redis=client,
-            cache=Cache(client, settings.cache_ttl_seconds, settings.auto_start),
-            webhook=WebhookClient(
+            **connected,
+            provider=WebhookClient(
                 settings.webhook_url,
                 settings.webhook_auth_key,
                 settings.webhook_timeout_seconds,
                 pool_size=concurrency,
                 signing_secrets=settings.webhook_signing_secrets,
             ),
-            metrics=Recorder(client),
-            flow=RedisFlowControl(client, settings),
+            flow=RedisFlowControl(connected["redis"], settings),
         )
+
+    @cached_property
+    def counters(self) -> Counters:
+        return Counters(self.redis)
 
     @cached_property
     def ports(self) -> Ports:
         """What the delivery rules talk to, over this process's connections."""
-        return Ports(
-            self.settings, store.Records(self.pool), RedisLedger(self.cache, self.metrics), self.webhook, self.flow
-        )
+        shared = RedisSharedState(self.switch, self.cache, self.counters)
+        return Ports(self.settings, self.records, shared, self.provider, self.flow)
 
     def close(self) -> None:
-        self.webhook.close()
-        self.redis.close()
-        self.pool.close()
+        self.provider.close()
+        super().close()
 
 
-@dataclass(frozen=True)
-class RedisLedger:
-    """`delivery.Ledger` over Redis: the switch and delivery cache (Cache) and the shared counters (Recorder)."""
+@dataclass
+class ApiRuntime(Connections):
+    """The API's connections: the records, the switch, the shared counts and the breaker's state."""
 
-    cache: Cache
-    metrics: Recorder
+    @classmethod
+    def open(cls, settings: Settings, *, concurrency: int = 8, name: str = "api") -> ApiRuntime:
+        return cls(**cls._connect(settings, concurrency, name))
 
-    def is_enabled(self) -> bool:
-        return self.cache.is_enabled()
+    @cached_property
+    def remembered(self) -> Remembered:
+        return Remembered(self.redis)
 
-    def preflight(self, message_id: UUID) -> Preflight:
-        enabled, entry, (clear,) = self.cache.switch_and_delivery(message_id, flow.CLEAR_KEY)
-        return Preflight(enabled, _cached_delivery(entry), flow_clear=clear is not None)
+    @cached_property
+    def counts(self) -> StatusCounts:
+        return StatusCounts(self.records, self.remembered)
 
-    def remember_sent(self, message_id: UUID, delivery: CachedDelivery, webhook_seconds: float) -> None:
-        """The cache entry and the delivery's counters in one round trip."""
-        pipe = self.cache.client.pipeline(transaction=False)
-        self.cache.remember_sent(message_id, delivery.webhook_message_id, delivery.sent_at, pipe=pipe)
-        self.metrics.delivery("sent", webhook_seconds, pipe=pipe)
-        with cache.wrap_errors():
-            pipe.execute()
+    @cached_property
+    def totals(self) -> ListTotals:
+        return ListTotals(self.records, self.remembered)
 
-    def count_delivery(self, outcome: str, webhook_seconds: float | None) -> None:
-        self.metrics.delivery(outcome, webhook_seconds)
-
-    def count_batch(self, claimed: int, recovered: int) -> None:
-        self.metrics.batch(claimed, recovered)
-
-
-def _cached_delivery(entry: dict[str, Any] | None) -> CachedDelivery | None:
-    if entry is None:
-        return None
-    try:
-        sent_at = datetime.fromisoformat(str(entry.get("sent_at")))
-    except ValueError:
-        sent_at = datetime.now(timezone.utc)
-    message_id = entry.get("messageId")
-    return CachedDelivery(sent_at, message_id if isinstance(message_id, str) else None)
+    @cached_property
+    def breaker(self) -> Breaker:
+        return Breaker(self.redis)

@@ -11,7 +11,7 @@ import pytest
 import redis
 from psycopg import sql
 
-from messaging import migrations
+from messaging.postgres import migrations
 from messaging.runtime import Runtime
 from messaging.settings import Settings
 from receiver import Receiver

@@ -6,9 +6,9 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from messaging import timeouts
-from messaging.attempts import PRUNE_EVERY_SECONDS, PRUNE_TASK
-from messaging.delivery import BATCH_QUEUE, BATCH_TASK
+from messaging.ops.pruning import PRUNE_EVERY_SECONDS
 from messaging.settings import Settings
+from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
 
 # Threads suit sending: each task mostly waits on the webhook. Prefork with 2 processes

@@ -12,11 +12,13 @@ import kombu.exceptions
 from celery import current_app, shared_task, signals
 from celery.exceptions import Retry
 
-from messaging import attempts, delivery
+from messaging.delivery import rules
+from messaging.domain.message import Claim
 from messaging.errors import AttemptFailed, BrokerUnavailable, DependencyUnavailable, MessageFailed
 from messaging.logs import fields
-from messaging.models import Claim
+from messaging.ops import pruning
 from messaging.runtime import Runtime
+from messaging.task_names import BATCH_TASK, PRUNE_TASK, SEND_TASK
 
 log = logging.getLogger(__name__)
 
@@ -69,32 +71,32 @@ def _close_runtime(**_: object) -> None:
         _runtime = None
 
 
-@shared_task(name=delivery.BATCH_TASK, ignore_result=True)
+@shared_task(name=BATCH_TASK, ignore_result=True)
 def run_batch() -> int:
     """Claim due messages and enqueue one send each; returns how many were claimed."""
     try:
-        return len(delivery.run_batch(runtime().ports, enqueue_sends).claimed)
+        return len(rules.run_batch(runtime().ports, enqueue_sends).claimed)
     except DependencyUnavailable as error:
-        if delivery.outage_log.allow(f"batch:{error.dependency}"):
+        if rules.outage_log.allow(f"batch:{error.dependency}"):
             log.warning("event=batch_skipped %s", fields(dependency=error.dependency, reason=error))
         return 0
 
 
 # A message that failed for good ends its task in FAILURE (Flower counts it, with the reason); an
 # expected error, so Celery logs it without a traceback: `event=delivery` has said it already.
-@shared_task(name=delivery.SEND_TASK, bind=True, ignore_result=True, throws=(MessageFailed,))
+@shared_task(name=SEND_TASK, bind=True, ignore_result=True, throws=(MessageFailed,))
 def send_message(self, message_id: str) -> str:
     """Send one claimed message; this task's id is the claim's token."""
     try:
-        report = delivery.deliver(runtime().ports, UUID(message_id), UUID(self.request.id))
+        report = rules.deliver(runtime().ports, UUID(message_id), UUID(self.request.id))
     except DependencyUnavailable as error:
         # The claim stays; it returns to pending after CLAIM_TIMEOUT_SECONDS.
-        if delivery.outage_log.allow(f"send:{error.dependency}"):
+        if rules.outage_log.allow(f"send:{error.dependency}"):
             log.warning("event=delivery_deferred %s", fields(message_id=message_id, dependency=error.dependency, reason=error))
         return "deferred"
-    if report.outcome is delivery.Outcome.FAILED:
+    if report.outcome is rules.Outcome.FAILED:
         raise MessageFailed(f"Message {message_id} failed for good: {report.error}")
-    if report.outcome is delivery.Outcome.RETRY_LATER:
+    if report.outcome is rules.Outcome.RETRY_LATER:
         # The task ends in RETRY, saying why and when. A later batch makes the next attempt with
         # a new task: Retry is raised, not `self.retry()`, so nothing is re-published to the broker.
         next_attempt = f"next attempt at {report.retry_at:%Y-%m-%dT%H:%M:%SZ}"
@@ -102,11 +104,11 @@ def send_message(self, message_id: str) -> str:
     return report.outcome.value
 
 
-@shared_task(name=attempts.PRUNE_TASK, ignore_result=True)
+@shared_task(name=PRUNE_TASK, ignore_result=True)
 def prune_attempts() -> int:
     """Delete delivery attempts older than ATTEMPT_RETENTION_DAYS, in small batches."""
     try:
-        pruned = attempts.prune(runtime().pool, runtime().settings.attempt_retention_days)
+        pruned = pruning.prune(runtime().records, runtime().settings.attempt_retention_days)
     except DependencyUnavailable as error:
         log.warning("event=prune_skipped %s", fields(dependency=error.dependency, reason=error))
         return 0
@@ -128,7 +130,7 @@ def enqueue_sends(claims: list[Claim]) -> None:
             for claim in claims:
                 args = (str(claim.message_id),)
                 app.send_task(
-                    delivery.SEND_TASK,
+                    SEND_TASK,
                     args,
                     task_id=str(claim.token),
                     expires=expires,

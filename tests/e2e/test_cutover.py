@@ -18,7 +18,14 @@ import redis
 import requests
 
 from tests.conftest import POSTGRES_URL
-from tests.go_service import FAILED, PENDING, SENT, create_go_table, insert_go_row, scratch_database
+from tests.go_service import (
+    FAILED,
+    PENDING,
+    SENT,
+    create_go_table,
+    insert_go_row,
+    scratch_database,
+)
 from tests.helpers import wait_for
 from tests.stack import BIN, ROOT, Stack, environment, free_port
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from messaging.cache import ENABLED_KEY
+from messaging.redis import keys
 from tests.helpers import wait_for
 from tests.stack import Process, Stack, environment, free_port
 
@@ -192,7 +192,7 @@ def test_a_malformed_chunked_body_answers_400_json_and_changes_nothing(api, db, 
     assert status == 400 and headers["content-type"] == "application/json", answer
     assert json.loads(answer)["error"]["code"] == "bad_request"
     assert count_messages(db) == 0
-    assert redis.Redis.from_url(redis_url).get(ENABLED_KEY) is None
+    assert redis.Redis.from_url(redis_url).get(keys.ENABLED) is None
 
 
 # --- what gunicorn refuses itself ----------------------------------------------------------
@@ -222,7 +222,7 @@ def test_requests_gunicorn_refuses_get_its_own_html_answer_and_reach_nothing(api
 
     assert answered == status
     assert answer_headers["content-type"] == "text/html"
-    assert redis.Redis.from_url(redis_url).get(ENABLED_KEY) is None
+    assert redis.Redis.from_url(redis_url).get(keys.ENABLED) is None
     assert raw_controls(api.process.log()) == []
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from messaging.delivery import BATCH_TASK
+from messaging.task_names import BATCH_TASK
 from tests.helpers import wait_for
 from tests.stack import BIN, Stack, environment, free_port
 

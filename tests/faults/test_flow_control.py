@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 import requests
 
-from messaging import flow
-from messaging.cache import create_client
+from messaging.redis import flow, keys
+from messaging.redis.client import create_client
 from receiver import Receiver
 from tests.faults.drain import insert_backlog, sent_count
 from tests.helpers import wait_for
@@ -91,8 +91,8 @@ def breaker_outage(db, stack, redis_url: str, restore) -> None:
     restore()
     wait_for(lambda: sent_count(db) == 500, timeout=90, interval=0.5, what="every message after the recovery")
     status = flow.breaker_status(client)
-    probes = int(client.hget(flow.TRANSITIONS_KEY, "probes") or 0)
-    opened = int(client.hget(flow.TRANSITIONS_KEY, "opened") or 0)
+    probes = int(client.hget(keys.METRICS_BREAKER, "probes") or 0)
+    opened = int(client.hget(keys.METRICS_BREAKER, "opened") or 0)
     client.close()
     assert status.state == "closed" and status.why == "the probe delivery succeeded"
     failed_probes = probes - 1  # the last one succeeded and closed it

@@ -10,7 +10,12 @@ import time
 import pytest
 import requests
 
-from tests.faults.drain import assert_all_delivered, assert_audit_clean, insert_backlog, sent_count
+from tests.faults.drain import (
+    assert_all_delivered,
+    assert_audit_clean,
+    insert_backlog,
+    sent_count,
+)
 from tests.faults.services import PrivateRedis, TcpProxy, terminate_backends
 from tests.helpers import wait_for
 from tests.stack import free_port

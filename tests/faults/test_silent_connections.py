@@ -19,9 +19,16 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from tests.faults.network import Namespace, client_ports, iptables_unusable, netns_unusable, process_tree, silenced
-from tests.faults.services import TcpProxy
 from tests.faults.drain import assert_all_delivered, insert_backlog, sent_count
+from tests.faults.network import (
+    Namespace,
+    client_ports,
+    iptables_unusable,
+    netns_unusable,
+    process_tree,
+    silenced,
+)
+from tests.faults.services import TcpProxy
 from tests.helpers import wait_for
 from tests.stack import BIN, Stack, free_port
 

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from messaging import delivery, store
-from messaging.delivery import Outcome
+from messaging.delivery import rules
+from messaging.delivery.rules import Outcome
 from messaging.runtime import Runtime
 
 
@@ -19,9 +19,9 @@ def settings(base_settings):
 
 
 def attempt(runtime, message_id):
-    [claim] = store.claim_due(runtime.pool, 1)
+    [claim] = runtime.records.claim_due(1)
     assert claim.message_id == message_id
-    return delivery.deliver(runtime.ports, message_id, claim.token).outcome
+    return rules.deliver(runtime.ports, message_id, claim.token).outcome
 
 
 def row(db, message_id):
@@ -37,7 +37,7 @@ def test_a_transient_status_returns_the_message_to_pending_with_backoff(runtime,
     assert (recorded["sending_status"], recorded["attempts"]) == (0, 1)
     assert recorded["last_error"].startswith(f"HTTP {status}")
     assert 4.5 <= recorded["wait"].total_seconds() <= 10.5  # first backoff: 5 to 10 s with jitter
-    assert store.claim_due(runtime.pool, 10) == [], "not due before its backoff ends"
+    assert runtime.records.claim_due(10) == [], "not due before its backoff ends"
 
 
 def test_retry_after_on_503_is_honoured(runtime, make_message, receiver, db):

@@ -19,8 +19,8 @@ from kombu import Exchange, Queue
 from kombu.asynchronous import get_event_loop
 
 from api import close_app, create_app
-from messaging.delivery import BATCH_TASK
 from messaging.settings import Settings
+from messaging.task_names import BATCH_TASK
 from tests.stack import broker_unreachable
 from worker import tasks
 from worker.factory import create_celery_app

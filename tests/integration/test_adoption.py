@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from messaging import migrations, store
+from messaging.postgres import migrations
 from messaging.runtime import Runtime
 from tests.conftest import POSTGRES_URL
 from tests.go_service import (
@@ -167,7 +167,7 @@ def test_after_adoption_the_checks_refuse_bad_new_rows_and_the_batch_claims_only
                 )
     runtime = Runtime.open(dataclasses.replace(settings, database_url=go_database), name="adopt")
     try:
-        assert [claim.message_id for claim in store.claim_due(runtime.pool, 10)] == [good]
+        assert [claim.message_id for claim in runtime.records.claim_due(10)] == [good]
     finally:
         runtime.close()
 

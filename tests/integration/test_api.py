@@ -5,25 +5,27 @@ from __future__ import annotations
 import json
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
 import pytest
 import redis
 from celery import signals
+from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
-from flask.testing import FlaskClient
 
 from api import cursors
 from api.schemas import NewMessageSchema
 from api.sending import ALREADY_ON, STARTED
-from messaging import delivery, migrations, store
-from messaging.cache import ENABLED_KEY, sent_key
-from messaging.models import Status
+from messaging.domain.message import Status
+from messaging.postgres import migrations
+from messaging.postgres.records import Records
+from messaging.redis import keys
+from messaging.task_names import BATCH_TASK
 from tests.helpers import wait_for
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -208,7 +210,7 @@ def test_any_call_with_a_body_over_64_kib_answers_413_even_if_it_reads_none(clie
     response = client.post("/messaging/stop", data=b"x" * (64 * 1024 + 1), content_type="application/json")
 
     assert response.status_code == 413
-    assert cache.get(ENABLED_KEY) is None
+    assert cache.get(keys.ENABLED) is None
 
 
 
@@ -243,7 +245,7 @@ def test_any_call_with_a_chunked_body_over_64_kib_answers_413_even_if_it_reads_n
     response = post_chunked(client, "/messaging/stop", b"x" * (64 * 1024 + 1))
 
     assert response.status_code == 413
-    assert cache.get(ENABLED_KEY) is None
+    assert cache.get(keys.ENABLED) is None
 
 
 def test_a_chunked_body_of_exactly_64_kib_is_read_whole(client):
@@ -280,7 +282,7 @@ def test_a_sent_message_shows_its_delivery_from_postgresql_in_utc(client, make_m
 def test_the_delivery_details_come_from_the_redis_cache_when_it_has_them(client, make_message, cache):
     # A worker delivered it and cached the delivery; PostgreSQL has not recorded it yet.
     message_id = make_message(sending_status=Status.SENDING)
-    cache.set(sent_key(message_id), json.dumps({"messageId": "from-cache", "sent_at": "2026-11-28T09:02:00+00:00"}))
+    cache.set(keys.sent(message_id), json.dumps({"messageId": "from-cache", "sent_at": "2026-11-28T09:02:00+00:00"}))
 
     message = client.get(f"/messaging/messages/{message_id}").get_json()
 
@@ -297,7 +299,7 @@ def test_the_delivery_details_come_from_the_redis_cache_when_it_has_them(client,
 def test_a_damaged_cache_entry_falls_back_to_postgresql_values(client, make_message, cache, entry):
     sent_at = datetime(2026, 11, 28, 9, 2, tzinfo=timezone.utc)
     message_id = make_message(sending_status=Status.SENT, sent_at=sent_at, webhook_message_id="from-db")
-    cache.set(sent_key(message_id), entry)
+    cache.set(keys.sent(message_id), entry)
 
     response = client.get(f"/messaging/messages/{message_id}")
 
@@ -642,7 +644,7 @@ def test_unknown_query_parameters_are_ignored(client):
 
 def test_start_enables_sending_and_runs_one_batch_at_once(client, cache, celery_worker, make_message, receiver, db):
     ids = {str(make_message()) for _ in range(2)}
-    cache.set(ENABLED_KEY, "0")
+    cache.set(keys.ENABLED, "0")
 
     response = client.post("/messaging/start")
 
@@ -650,7 +652,7 @@ def test_start_enables_sending_and_runs_one_batch_at_once(client, cache, celery_
     body = response.get_json()
     assert set(body) == {"enabled", "message"}
     assert body["enabled"] is True and isinstance(body["message"], str)
-    assert cache.get(ENABLED_KEY) == "1"
+    assert cache.get(keys.ENABLED) == "1"
     # The interval is 120 s in tests: only the batch that start runs can deliver these now.
     wait_for(lambda: {d["key"] for d in receiver.deliveries()} == ids, what="start's batch")
     wait_for(lambda: db.execute("SELECT count(*) AS n FROM messages WHERE sending_status = 1").fetchone()["n"] == 2)
@@ -664,12 +666,12 @@ def batches() -> Iterator[dict[str, int]]:
     lock = threading.Lock()
 
     def published(sender=None, **_):
-        if sender == delivery.BATCH_TASK:
+        if sender == BATCH_TASK:
             with lock:
                 seen["published"] += 1
 
     def finished(task=None, **_):
-        if task is not None and task.name == delivery.BATCH_TASK:
+        if task is not None and task.name == BATCH_TASK:
             with lock:
                 seen["finished"] += 1
 
@@ -683,7 +685,7 @@ def batches() -> Iterator[dict[str, int]]:
 def test_concurrent_starts_run_one_batch_between_them(make_app, cache, celery_worker, make_message, db, batches):
     for _ in range(10):
         make_message()
-    cache.set(ENABLED_KEY, "0")
+    cache.set(keys.ENABLED, "0")
     clients = [make_app().test_client() for _ in range(2)]  # two API processes, one Redis
     ready = threading.Barrier(5)
 
@@ -708,13 +710,13 @@ def test_concurrent_starts_run_one_batch_between_them(make_app, cache, celery_wo
 )
 def test_start_runs_a_batch_only_when_sending_was_stopped(make_app, cache, batches, switch, auto_start, runs_a_batch):
     if switch is not None:
-        cache.set(ENABLED_KEY, switch)
+        cache.set(keys.ENABLED, switch)
 
     answer = make_app(auto_start=auto_start).test_client().post("/messaging/start").get_json()
 
     assert answer == {"enabled": True, "message": STARTED if runs_a_batch else ALREADY_ON}
     assert batches["published"] == (1 if runs_a_batch else 0)
-    assert cache.get(ENABLED_KEY) == "1"
+    assert cache.get(keys.ENABLED) == "1"
 
 def test_stop_disables_sending_and_both_can_be_repeated(client, cache):
     for _ in range(2):
@@ -722,7 +724,7 @@ def test_stop_disables_sending_and_both_can_be_repeated(client, cache):
         assert response.status_code == 200
         body = response.get_json()
         assert set(body) == {"enabled", "message"} and body["enabled"] is False
-        assert cache.get(ENABLED_KEY) == "0"
+        assert cache.get(keys.ENABLED) == "0"
         assert client.get("/messaging/status").get_json()["enabled"] is False
     for _ in range(2):
         assert client.post("/messaging/start").get_json()["enabled"] is True
@@ -827,7 +829,7 @@ def test_with_api_token_set_every_messaging_call_needs_the_token(token_client, m
     assert response.status_code == 401
     assert error_of(response)["code"] == "unauthorized"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert cache.get(ENABLED_KEY) is None  # start and stop did nothing
+    assert cache.get(keys.ENABLED) is None  # start and stop did nothing
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
@@ -1069,9 +1071,9 @@ def test_swagger_ui_is_served_from_local_assets_only(client):
 
 
 def test_a_large_total_is_counted_once_per_period_and_a_small_one_exactly(client, db, monkeypatch):
-    from api import messages as messages_api
+    from messaging.redis import shared_counts
 
-    monkeypatch.setattr(messages_api, "EXACT_TOTAL_UP_TO", 3)
+    monkeypatch.setattr(shared_counts, "EXACT_TOTAL_UP_TO", 3)
     db.execute(
         "INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) "
         "SELECT 'm' || g, '+90532' || lpad(g::text, 7, '0'), 1, now() FROM generate_series(1, 3) AS g"
@@ -1080,26 +1082,26 @@ def test_a_large_total_is_counted_once_per_period_and_a_small_one_exactly(client
     db.execute("INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) VALUES ('x', '+905320000099', 1, now())")
     assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 4
     db.execute("INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) VALUES ('y', '+905320000098', 1, now())")
-    assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 4, "kept for TOTAL_CACHE_SECONDS"
+    assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 4, "kept for TOTAL_MAX_AGE_SECONDS"
 
 
 def test_once_a_large_total_stands_a_page_skips_the_capped_count(client, db, monkeypatch):
-    from api import messages as messages_api
+    from messaging.redis import shared_counts
 
-    monkeypatch.setattr(messages_api, "EXACT_TOTAL_UP_TO", 3)
+    monkeypatch.setattr(shared_counts, "EXACT_TOTAL_UP_TO", 3)
     db.execute(
         "INSERT INTO messages (content, recipient_phone_number, sending_status, sent_at) "
         "SELECT 'm' || g, '+90532' || lpad(g::text, 7, '0'), 1, now() FROM generate_series(1, 7) AS g"
     )
     assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 7
     counted = []
-    real = store.count_in_status
+    real = Records.count_in_status
 
-    def noted(pool, status, *, up_to=None):
+    def noted(records, status, *, up_to=None):
         counted.append(up_to)
-        return real(pool, status, up_to=up_to)
+        return real(records, status, up_to=up_to)
 
-    monkeypatch.setattr(store, "count_in_status", noted)
+    monkeypatch.setattr(Records, "count_in_status", noted)
     for _ in range(3):
         assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 7
     assert counted == [], "7 is over twice the exact limit: the remembered total serves without counting"

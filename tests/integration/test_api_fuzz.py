@@ -9,16 +9,17 @@ status code, content type, body schema, headers, and valid data accepted, invali
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import schemathesis
 from flask import Flask
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from api import close_app, create_app, cursors
-from messaging.models import Status
+from messaging.domain.message import Status
 
 TOKEN = "fuzz-token"
 MESSAGE_ID_PATHS = (

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from messaging.models import Status
+from messaging.domain.message import Status
 from tests.integration.test_api import PHONE, T0, error_of, row
 
 NOW = datetime.now(timezone.utc)

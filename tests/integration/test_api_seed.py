@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from messaging.models import Status
+from messaging.domain.message import Status
 
 T0 = datetime(2024, 12, 22, 9, 13, 47, tzinfo=timezone.utc)
 SEED_FIELDS = {"ID", "Content", "RecipientPhoneNumber", "SendingStatus", "CreatedAt", "UpdatedAt"}

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 
-from messaging import audit, delivery
-from messaging.cache import sent_key
-from messaging.metrics import DELIVERIES_KEY, SINCE_KEY
-from messaging.models import Status
+from messaging.delivery import rules
+from messaging.domain.message import Status
+from messaging.ops import audit
+from messaging.redis import keys
 from tests.stack import environment
 
 NOW = datetime.now(timezone.utc)
@@ -30,20 +30,20 @@ def client(settings):
 @pytest.fixture
 def counters_began(client):
     """The counters began an hour ago."""
-    client.set(SINCE_KEY, (NOW - timedelta(hours=1)).isoformat())
+    client.set(keys.METRICS_SINCE, (NOW - timedelta(hours=1)).isoformat())
 
 
 def sent(make_message, client, *, counted: bool = True):
     """A message sent, cached and counted as a worker leaves it."""
     message_id = make_message(sending_status=Status.SENT, sent_at=NOW, attempts=1, webhook_message_id="wh")
-    client.set(sent_key(message_id), '{"messageId": "wh"}')
+    client.set(keys.sent(message_id), '{"messageId": "wh"}')
     if counted:
-        client.hincrby(DELIVERIES_KEY, "sent", 1)
+        client.hincrby(keys.METRICS_DELIVERIES, "sent", 1)
     return message_id
 
 
 def checks(runtime, client, settings) -> dict[str, audit.Check]:
-    return {check.name: check for check in audit.run(runtime.pool, client, settings).checks}
+    return {check.name: check for check in audit.run(runtime.records, client, settings).checks}
 
 
 def test_agreeing_stores_are_clean(runtime, client, settings, make_message, counters_began):
@@ -51,7 +51,7 @@ def test_agreeing_stores_are_clean(runtime, client, settings, make_message, coun
         sent(make_message, client)
     make_message()  # pending
     make_message(sending_status=Status.SENDING, claimed_at=datetime.now(timezone.utc), claim_token=uuid.uuid4())  # a fresh claim
-    report = audit.run(runtime.pool, client, settings)
+    report = audit.run(runtime.records, client, settings)
     assert report.clean, report.lines()
     assert report.lines()[-1] == "audit: clean"
 
@@ -60,7 +60,7 @@ def test_agreeing_stores_are_clean(runtime, client, settings, make_message, coun
 def test_a_cached_delivery_postgresql_does_not_have_as_sent_is_named(runtime, client, settings, make_message, status):
     sent(make_message, client)
     wrong = make_message(sending_status=status)
-    client.set(sent_key(wrong), "{}")
+    client.set(keys.sent(wrong), "{}")
     check = checks(runtime, client, settings)["cached deliveries"]
     assert not check.ok
     assert check.detail == f"1 of 2 not sent in postgresql: {wrong} ({status.label})"
@@ -68,8 +68,8 @@ def test_a_cached_delivery_postgresql_does_not_have_as_sent_is_named(runtime, cl
 
 def test_a_cached_delivery_of_an_unknown_message_or_a_foreign_key_is_named(runtime, client, settings):
     unknown = uuid.uuid4()
-    client.set(sent_key(unknown), "{}")
-    client.set(sent_key("junk"), "{}")
+    client.set(keys.sent(unknown), "{}")
+    client.set(keys.sent("junk"), "{}")
     check = checks(runtime, client, settings)["cached deliveries"]
     assert not check.ok and f"{unknown} (not in postgresql)" in check.detail and "messaging:sent:junk (not a message id)" in check.detail
 
@@ -77,13 +77,13 @@ def test_a_cached_delivery_of_an_unknown_message_or_a_foreign_key_is_named(runti
 def test_a_delivery_being_recorded_passes(runtime, client, settings, make_message):
     now = datetime.now(timezone.utc)
     recording = make_message(sending_status=Status.SENDING, claimed_at=now, sending_started_at=now, claim_token=uuid.uuid4())
-    client.set(sent_key(recording), "{}")
+    client.set(keys.sent(recording), "{}")
     assert checks(runtime, client, settings)["cached deliveries"].ok
 
 
 def test_every_cached_delivery_is_read_with_scan_in_batches(runtime, client, settings, make_message):
     ids = [sent(make_message, client) for _ in range(5)]
-    client.set(sent_key(ids[0]).replace("sent", "other"), "{}")  # not a delivery key
+    client.set(keys.sent(ids[0]).replace("sent", "other"), "{}")  # not a delivery key
 
     class NoKeys(redis.Redis):
         def keys(self, *args, **kwargs):
@@ -114,19 +114,19 @@ def test_a_delivery_recorded_but_not_counted_is_a_disagreement(runtime, client, 
 
 
 def test_counts_that_outlive_rows_or_predate_the_counters_pass(runtime, client, settings, make_message, counters_began):
-    client.hincrby(DELIVERIES_KEY, "sent", 50)  # rows since deleted
-    client.hincrby(DELIVERIES_KEY, "already_sent", 1)
+    client.hincrby(keys.METRICS_DELIVERIES, "sent", 50)  # rows since deleted
+    client.hincrby(keys.METRICS_DELIVERIES, "already_sent", 1)
     make_message(sending_status=Status.SENT, sent_at=NOW - timedelta(days=1), attempts=1)  # before the counters
     make_message(sending_status=Status.SENT, sent_at=NOW)  # a seed row: sent, never POSTed here
     assert checks(runtime, client, settings)["counts"].ok
 
 
 def test_the_first_batch_marks_when_the_counters_began_and_later_ones_keep_it(runtime, client):
-    delivery.run_batch(runtime.ports, lambda claims: None)
-    began = client.get(SINCE_KEY)
+    rules.run_batch(runtime.ports, lambda claims: None)
+    began = client.get(keys.METRICS_SINCE)
     assert datetime.fromisoformat(began) <= datetime.now(timezone.utc)
-    delivery.run_batch(runtime.ports, lambda claims: None)
-    assert client.get(SINCE_KEY) == began
+    rules.run_batch(runtime.ports, lambda claims: None)
+    assert client.get(keys.METRICS_SINCE) == began
 
 
 def test_the_command_prints_the_report_and_exits_1_on_a_disagreement(database_url, redis_url, client, make_message):
@@ -136,7 +136,7 @@ def test_the_command_prints_the_report_and_exits_1_on_a_disagreement(database_ur
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout.splitlines()[-1] == "audit: clean"
 
-    client.set(sent_key(make_message()), "{}")
+    client.set(keys.sent(make_message()), "{}")
     found = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert found.returncode == 1
     assert "FAIL  cached deliveries: 1 of 1 not sent in postgresql" in found.stdout

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from messaging import store
 from tests.helpers import wait_for
 from tests.integration.conftest import BROKERS, broker_url
 from tests.stack import free_port
@@ -58,7 +57,7 @@ def test_many_batches_at_once_send_every_message_exactly_once(celery_worker, mak
 
 def test_a_send_task_delivered_twice_posts_once(celery_worker, make_message, receiver, db, runtime):
     message_id = make_message()
-    [claim] = store.claim_due(runtime.pool, 1)
+    [claim] = runtime.records.claim_due(1)
     for _ in range(2):  # as a broker redelivery would
         tasks.send_message.apply_async((str(message_id),), task_id=str(claim.token))
     def both_done():
@@ -76,8 +75,8 @@ def test_a_send_task_delivered_twice_posts_once(celery_worker, make_message, rec
 
 def test_a_send_that_starts_after_stop_puts_its_message_back(celery_worker, make_message, receiver, db, runtime):
     message_id = make_message()
-    [claim] = store.claim_due(runtime.pool, 1)
-    runtime.cache.set_enabled(False)
+    [claim] = runtime.records.claim_due(1)
+    runtime.switch.set_enabled(False)
     tasks.send_message.apply_async((str(message_id),), task_id=str(claim.token))
     wait_for(
         lambda: db.execute("SELECT sending_status FROM messages WHERE id = %s", (message_id,)).fetchone()["sending_status"] == 0,
@@ -132,7 +131,7 @@ def test_a_worker_sizes_its_webhook_pool_to_its_own_thread_count(celery_app):
     tasks._close_runtime()
     try:
         tasks._open_worker_runtime(sender=SimpleNamespace(concurrency=48))
-        assert tasks.runtime().webhook.pool.pool.maxsize == 48
+        assert tasks.runtime().provider.pool.pool.maxsize == 48
     finally:
         tasks._close_runtime()
 
@@ -141,7 +140,7 @@ def test_batches_and_claim_recovery_run_on_schedule_behind_a_backlog_of_sends(ce
     receiver.set_behaviour(delay_ms=200)  # 4 threads: 20 sends a second, so 1,000 sends queue for 50 s
     for _ in range(1000):
         make_message()
-    tasks.enqueue_sends(store.claim_due(runtime.pool, 1000))
+    tasks.enqueue_sends(runtime.records.claim_due(1000))
     expired = uuid.uuid4()
     stale = make_message(sending_status=3, claimed_at=T0, claim_token=expired)
     tasks.run_batch.delay()

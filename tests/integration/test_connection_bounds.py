@@ -14,7 +14,8 @@ import pytest
 from celery import Celery
 
 from api import _celery_producer
-from messaging import cache, db
+from messaging.postgres import pool as db
+from messaging.redis import client as cache
 from tests.integration.conftest import BROKERS, broker_url, requires_rabbitmq
 from worker.factory import create_celery_app
 

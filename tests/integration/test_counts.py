@@ -8,11 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from messaging import cache as cache_module
-from messaging import store
-from messaging.cache import COUNT_KEY_PREFIX
-from messaging.counts import StatusCounts
-from messaging.models import Status
+from messaging.domain.message import Status
+from messaging.postgres.records import Records
+from messaging.redis import keys, shared_counts
+from messaging.redis.shared_counts import Remembered, StatusCounts
 from tests.helpers import wait_for
 
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
@@ -22,15 +21,15 @@ CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 def count_queries(monkeypatch) -> list[int]:
     """Each run of the count-by-status query (the real one runs: this only notes it)."""
     runs: list[int] = []
-    real = store.count_by_status
+    real = Records.count_by_status
     lock = threading.Lock()
 
-    def counted(pool):
+    def counted(records):
         with lock:
             runs.append(1)
-        return real(pool)
+        return real(records)
 
-    monkeypatch.setattr(store, "count_by_status", counted)
+    monkeypatch.setattr(Records, "count_by_status", counted)
     return runs
 
 
@@ -69,7 +68,7 @@ def test_concurrent_first_requests_wait_for_one_count(make_app, make_message, co
 
 
 def test_counts_are_counted_again_within_their_max_age(runtime, make_message, count_queries):
-    counts = StatusCounts(runtime.pool, runtime.cache, max_age=3.0)
+    counts = StatusCounts(runtime.records, Remembered(runtime.redis), max_age=3.0)
     make_message()
     assert counts.get()[Status.PENDING] == 1
     make_message()
@@ -96,12 +95,12 @@ def test_with_redis_down_each_process_still_counts_once_per_period(make_app, mak
 
 def end_period(cache, name: str) -> None:
     """What the claim's expiry does at the end of a period, without waiting for it."""
-    cache.client.delete(f"{COUNT_KEY_PREFIX}{name}:computing")
+    cache.client.delete(f"{keys.REMEMBERED_PREFIX}{name}:computing")
 
 
 def test_once_a_result_stands_no_caller_waits_for_a_slow_recount(runtime):
-    cache = runtime.cache
-    assert cache.remembered("slow", 10, lambda: 1) == 1
+    cache = Remembered(runtime.redis)
+    assert cache.get("slow", 10, lambda: 1) == 1
     end_period(cache, "slow")
     started, release = threading.Event(), threading.Event()
 
@@ -112,17 +111,17 @@ def test_once_a_result_stands_no_caller_waits_for_a_slow_recount(runtime):
 
     # The caller that claims the period starts the recount and gets the standing result at once:
     # were it counting itself, it would block until `release`, which is set only after it returned.
-    assert cache.remembered("slow", 10, slow_count) == 1
+    assert cache.get("slow", 10, slow_count) == 1
     assert started.wait(10), "the recount started"
-    assert cache.remembered("slow", 10, slow_count) == 1, "the others too, while it runs"
+    assert cache.get("slow", 10, slow_count) == 1, "the others too, while it runs"
     release.set()
-    wait_for(lambda: cache.remembered("slow", 10, slow_count) == 2, timeout=10, what="the recount's result")
+    wait_for(lambda: cache.get("slow", 10, slow_count) == 2, timeout=10, what="the recount's result")
 
 
 def test_a_failed_recount_leaves_the_result_standing_and_the_next_caller_tries_again(runtime):
-    cache = runtime.cache
-    claim = f"{COUNT_KEY_PREFIX}flaky:computing"
-    assert cache.remembered("flaky", 10, lambda: 1) == 1
+    cache = Remembered(runtime.redis)
+    claim = f"{keys.REMEMBERED_PREFIX}flaky:computing"
+    assert cache.get("flaky", 10, lambda: 1) == 1
     end_period(cache, "flaky")
     tries = []
 
@@ -130,28 +129,28 @@ def test_a_failed_recount_leaves_the_result_standing_and_the_next_caller_tries_a
         tries.append(1)
         raise RuntimeError("the database went away")
 
-    assert cache.remembered("flaky", 10, failing) == 1
+    assert cache.get("flaky", 10, failing) == 1
     wait_for(lambda: tries and not cache.client.exists(claim), timeout=10, what="the failed recount to let go")
-    assert cache.remembered("flaky", 10, lambda: 3) == 1, "the standing result; this caller recounts"
-    wait_for(lambda: cache.remembered("flaky", 10, lambda: 4) == 3, timeout=10, what="the retried recount")
+    assert cache.get("flaky", 10, lambda: 3) == 1, "the standing result; this caller recounts"
+    wait_for(lambda: cache.get("flaky", 10, lambda: 4) == 3, timeout=10, what="the retried recount")
 
 
 def test_a_costly_count_is_recounted_less_often(runtime, monkeypatch):
-    monkeypatch.setattr(cache_module, "RECOUNT_COST_FACTOR", 10)
-    cache = runtime.cache
-    key = f"{COUNT_KEY_PREFIX}costly"
+    monkeypatch.setattr(shared_counts, "RECOUNT_COST_FACTOR", 10)
+    cache = Remembered(runtime.redis)
+    key = f"{keys.REMEMBERED_PREFIX}costly"
 
     def count_taking_half_a_second() -> int:
         time.sleep(0.5)  # the cost being measured, not a wait for readiness
         return 1
 
-    assert cache.remembered("costly", 0.2, count_taking_half_a_second) == 1
+    assert cache.get("costly", 0.2, count_taking_half_a_second) == 1
     assert 4_000 < cache.client.pttl(f"{key}:computing") <= 10 * 600, "ten times the cost, not 0.1 s"
     assert cache.client.pttl(key) > 8_000, "the result outlives the next recount"
 
     # The next claim, made before any recount ends, lasts as long: the cost is kept in Redis.
     end_period(cache, "costly")
     release = threading.Event()
-    assert cache.remembered("costly", 0.2, lambda: release.wait(30) and 2) == 1
+    assert cache.get("costly", 0.2, lambda: release.wait(30) and 2) == 1
     assert cache.client.pttl(f"{key}:computing") > 4_000
     release.set()

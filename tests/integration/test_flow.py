@@ -1,4 +1,4 @@
-"""messaging.flow against a real Redis: the GCRA limit, the breaker's transitions (made once, by one
+"""messaging.redis.flow and breaker against a real Redis: the GCRA limit, the breaker's transitions (made once, by one
 caller, among many at the same moment), the provider's pause, and what each costs in round trips."""
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from dataclasses import replace
 import pytest
 import redis
 
-from messaging import flow
-from messaging.cache import Cache, create_client
-from messaging.delivery import Admission, Verdict
+from messaging.delivery.ports import Admission, Verdict
 from messaging.errors import CacheUnavailable
-from messaging.flow import RedisFlowControl
-from messaging.metrics import Recorder
-from messaging.runtime import RedisLedger
+from messaging.redis import flow, keys
+from messaging.redis.breaker import Breaker
+from messaging.redis.client import create_client
+from messaging.redis.counters import Counters
+from messaging.redis.delivery_cache import DeliveryCache
+from messaging.redis.flow import RedisFlowControl
+from messaging.redis.shared_state import RedisSharedState
+from messaging.redis.switch import Switch
 from tests.helpers import wait_for
 
 
@@ -60,7 +63,7 @@ def admit_together(control: RedisFlowControl, count: int) -> list[Admission]:
 def open_breaker(control: RedisFlowControl) -> None:
     for admission in [admit(control) for _ in range(5)]:
         control.record(admission, Verdict.FAILING, why="HTTP 503")
-    assert control.status().state == "open"
+    assert Breaker(control.client).status().state == "open"
 
 
 def make_healthy(control: RedisFlowControl) -> Admission:
@@ -147,7 +150,7 @@ def test_a_wait_that_overran_its_slot_takes_a_new_one(make_flow, monkeypatch, cl
     started = time.monotonic()
     control.wait_for_slot(admit(control))
     assert 0.45 <= time.monotonic() - started <= 0.7, "its slot at 200 ms given up; a new one, free at once at 500 ms"
-    tat = float(client.get(flow.TAT_KEY)) - time.time()
+    tat = float(client.get(keys.FLOW_TAT)) - time.time()
     assert 0.1 <= tat <= 0.2, "the new slot is spent: the next one is 200 ms after it"
 
 
@@ -177,9 +180,9 @@ def test_from_cold_no_more_go_than_could_all_fail_without_opening_the_breaker(ma
 def test_min_calls_failures_open_it_once_whoever_records_them(make_flow, caplog):
     control = make_flow()
     admitted = [admit(control) for _ in range(5)]
-    with caplog.at_level(logging.INFO, logger="messaging.flow"), ThreadPoolExecutor(5) as pool:
+    with caplog.at_level(logging.INFO, logger="messaging.redis"), ThreadPoolExecutor(5) as pool:
         list(pool.map(lambda a: control.record(a, Verdict.FAILING, why="HTTP 503 Service Unavailable"), admitted))
-    status = control.status()
+    status = Breaker(control.client).status()
     assert status.state == "open"
     assert status.why == "5 of 5 deliveries in the last 300s failed; last: HTTP 503 Service Unavailable"
     assert transitions(caplog, "breaker_opened") == 1
@@ -191,16 +194,16 @@ def test_failures_among_enough_successes_do_not_open_it(make_flow):
         control.record(admit(control), Verdict.HEALTHY)
     for _ in range(23):  # 23 of 33 is below 0.7
         control.record(Admission(go=True), Verdict.FAILING, why="HTTP 503")
-    assert control.status().state == "closed"
+    assert Breaker(control.client).status().state == "closed"
     control.record(Admission(go=True), Verdict.FAILING, why="HTTP 503")  # 24 of 34 is not
-    assert control.status().state == "open"
+    assert Breaker(control.client).status().state == "open"
 
 
 def test_permanent_failures_count_for_nothing(make_flow):
     control = make_flow()
     for _ in range(20):
         control.record(admit(control), Verdict.NEITHER)
-    assert control.status().state == "closed"
+    assert Breaker(control.client).status().state == "closed"
     assert sum(admit(control).go for _ in range(5)) == 5, "their admissions were given back"
 
 
@@ -218,11 +221,11 @@ def test_after_the_open_time_exactly_one_probe_goes_among_many_callers(make_flow
     open_breaker(control)
     time.sleep(0.35)
     assert control.claimable(100, 1.0) == 1, "the batch claims one message for the probe"
-    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+    with caplog.at_level(logging.INFO, logger="messaging.redis"):
         answers = admit_together(control, 20)
     assert sum(a.go for a in answers) == 1
     assert {a.reason for a in answers if not a.go} == {"breaker_half_open"}
-    assert control.status().state == "half_open" and transitions(caplog, "breaker_half_open") == 1
+    assert Breaker(control.client).status().state == "half_open" and transitions(caplog, "breaker_half_open") == 1
     assert control.claimable(100, 1.0) == 0, "nothing more while the probe is under way"
 
 
@@ -231,9 +234,9 @@ def test_a_successful_probe_closes_it(make_flow, caplog):
     open_breaker(control)
     time.sleep(0.35)
     probe = admit(control)
-    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+    with caplog.at_level(logging.INFO, logger="messaging.redis"):
         control.record(probe, Verdict.HEALTHY)
-    assert control.status().state == "closed"
+    assert Breaker(control.client).status().state == "closed"
     assert transitions(caplog, "breaker_closed") == 1
 
 
@@ -242,10 +245,10 @@ def test_a_failed_probe_reopens_it_for_twice_as_long_up_to_retry_max(make_flow):
     open_breaker(control)
     waits = []
     for _ in range(3):
-        time.sleep(float(control.client.hget(flow.BREAKER_KEY, "open_seconds")) + 0.05)
+        time.sleep(float(control.client.hget(keys.FLOW_BREAKER, "open_seconds")) + 0.05)
         control.record(admit(control), Verdict.FAILING, why="HTTP 503")
-        waits.append(float(control.client.hget(flow.BREAKER_KEY, "open_seconds")))
-        assert control.status().why == "the probe delivery failed: HTTP 503"
+        waits.append(float(control.client.hget(keys.FLOW_BREAKER, "open_seconds")))
+        assert Breaker(control.client).status().why == "the probe delivery failed: HTTP 503"
     assert waits == [0.4, 0.5, 0.5]
 
 
@@ -262,11 +265,11 @@ def test_a_probe_whose_worker_died_lets_another_probe_go_after_its_lease(make_fl
 
 def test_start_closes_an_open_breaker_by_hand(make_flow, caplog):
     control = make_flow(breaker_open_seconds=30)
-    assert not control.close_by_hand()
+    assert not Breaker(control.client).close_by_hand()
     open_breaker(control)
-    with caplog.at_level(logging.INFO, logger="messaging.flow"):
-        assert control.close_by_hand()
-    status = control.status()
+    with caplog.at_level(logging.INFO, logger="messaging.redis"):
+        assert Breaker(control.client).close_by_hand()
+    status = Breaker(control.client).status()
     assert (status.state, status.why) == ("closed", "closed by hand (POST /messaging/start)")
     assert transitions(caplog, "breaker_closed") == 1
     assert admit(control).go
@@ -277,17 +280,17 @@ def test_start_closes_an_open_breaker_by_hand(make_flow, caplog):
 
 def test_a_pause_holds_every_send_until_it_ends_and_a_shorter_one_does_not_shorten_it(make_flow, caplog):
     control = make_flow()
-    with caplog.at_level(logging.INFO, logger="messaging.flow"):
+    with caplog.at_level(logging.INFO, logger="messaging.redis"):
         control.pause(0.5, why="HTTP 429 Too Many Requests")
         control.pause(0.6, why="HTTP 429 Too Many Requests")  # the POSTs under way meanwhile
         control.pause(0.1, why="HTTP 429 Too Many Requests")
     assert transitions(caplog, "provider_pause") == 1, "said once, when it began"
-    assert not control.client.exists(flow.CLEAR_KEY), "sends read that they must ask"
+    assert not control.client.exists(keys.FLOW_CLEAR), "sends read that they must ask"
     held = admit(control)
     assert (held.go, held.reason) == (False, "paused")
     assert 0.4 <= held.wait_seconds <= 0.6
     assert control.claimable(100, 1.0) == 0
-    assert control.status().pause_why == "HTTP 429 Too Many Requests"
+    assert Breaker(control.client).status().pause_why == "HTTP 429 Too Many Requests"
     wait_for(lambda: admit(control).go, timeout=2, what="the pause to end")
 
 
@@ -299,11 +302,11 @@ def test_healthy_a_send_costs_no_round_trip_of_its_own_and_one_with_a_limit(make
     monkeypatch.setattr(flow, "SUCCESS_FLUSH_SECONDS", 3600)  # its one round trip a second, left out here
     make_healthy(make_flow())
     counting = CountingClient.from_url(redis_url, decode_responses=True)
-    ledger = RedisLedger(Cache(counting, 60, True), Recorder(counting))
+    shared = RedisSharedState(Switch(counting, True), DeliveryCache(counting, 60), Counters(counting))
     cheap = RedisFlowControl(counting, replace(settings, breaker_min_calls=5, rate_limit_per_second=rate))
     CountingClient.round_trips = 0
     for _ in range(50):
-        preflight = ledger.preflight(uuid.uuid4())
+        preflight = shared.preflight(uuid.uuid4())
         admission = cheap.admit(uuid.uuid4(), clear=preflight.flow_clear)
         assert admission.go
         cheap.record(admission, Verdict.HEALTHY)
@@ -314,9 +317,9 @@ def test_healthy_a_send_costs_no_round_trip_of_its_own_and_one_with_a_limit(make
 def test_a_failure_makes_sends_ask_again(make_flow, client):
     control = make_flow()
     admission = make_healthy(control)
-    assert client.exists(flow.CLEAR_KEY)
+    assert client.exists(keys.FLOW_CLEAR)
     control.record(admission, Verdict.FAILING, why="HTTP 503")
-    assert not client.exists(flow.CLEAR_KEY)
+    assert not client.exists(keys.FLOW_CLEAR)
 
 
 def test_successes_counted_in_the_process_reach_the_window_once_a_second(make_flow, client, monkeypatch):
@@ -324,7 +327,7 @@ def test_successes_counted_in_the_process_reach_the_window_once_a_second(make_fl
     free = make_healthy(control)
 
     def successes() -> int:
-        return sum(int(v) for k, v in client.hgetall(flow.CALLS_KEY).items() if k.endswith(":s"))
+        return sum(int(v) for k, v in client.hgetall(keys.FLOW_CALLS).items() if k.endswith(":s"))
 
     counted = successes()
     assert counted == 3, "with 5 calls to open at 0.7, 3 successes show it healthy"

@@ -11,8 +11,8 @@ from datetime import datetime
 import pytest
 
 from api import close_app, create_app
-from messaging.delivery import Verdict
-from messaging.flow import RedisFlowControl
+from messaging.delivery.ports import Verdict
+from messaging.redis.flow import RedisFlowControl
 from tests.integration.test_operations import scrape
 
 
@@ -31,7 +31,9 @@ def app(settings):
 
 
 def open_breaker(app) -> None:
-    control: RedisFlowControl = app.extensions["messaging.runtime"].flow
+    """Three failures, recorded as the workers record them: the breaker opens."""
+    opened = app.extensions["messaging.runtime"]
+    control = RedisFlowControl(opened.redis, opened.settings)
     for _ in range(3):
         control.record(control.admit(uuid.uuid4(), clear=False), Verdict.FAILING, why="HTTP 503 Service Unavailable")
 
@@ -52,7 +54,8 @@ def test_status_shows_an_open_breaker_since_when_and_why(app):
 
 
 def test_status_shows_a_providers_pause(app):
-    app.extensions["messaging.runtime"].flow.pause(60, why="HTTP 429 Too Many Requests")
+    opened = app.extensions["messaging.runtime"]
+    RedisFlowControl(opened.redis, opened.settings).pause(60, why="HTTP 429 Too Many Requests")
     rate_limit = app.test_client().get("/messaging/status").get_json()["rate_limit"]
     assert datetime.fromisoformat(rate_limit["paused_until"]).tzinfo is not None
 

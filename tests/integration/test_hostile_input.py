@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from messaging import delivery, store
-from messaging.delivery import Outcome
+from messaging.delivery import rules
+from messaging.delivery.rules import Outcome
 from messaging.runtime import Runtime
 
 HOSTILE_REASON = b"Busy\x00\x1b[2J\x7f\x85 event=delivery outcome=sent"
@@ -52,8 +52,8 @@ def test_a_providers_answer_with_control_characters_stays_inside_its_delivery_li
     runtime = Runtime.open(replace(settings, webhook_url=hostile_provider))
     try:
         message_id = make_message()
-        [claim] = store.claim_due(runtime.pool, 1)
-        assert delivery.deliver(runtime.ports, message_id, claim.token).outcome is Outcome.RETRY_LATER
+        [claim] = runtime.records.claim_due(1)
+        assert rules.deliver(runtime.ports, message_id, claim.token).outcome is Outcome.RETRY_LATER
     finally:
         runtime.close()
 

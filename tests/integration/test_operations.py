@@ -19,8 +19,8 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import close_app, create_app
-from messaging import metrics
-from messaging.counts import StatusCounts
+from messaging.ops import metrics
+from messaging.redis.shared_counts import Remembered, StatusCounts
 from messaging.settings import Settings
 from tests.helpers import wait_for
 from tests.stack import BIN, Stack, environment, free_port, wait_until_up
@@ -190,8 +190,8 @@ def test_metrics_answer_with_redis_down_and_say_so(api):
 
 def test_metrics_speak_openmetrics_to_a_scraper_that_asks_for_it(runtime, make_message):
     make_message()
-    counts = StatusCounts(runtime.pool, runtime.cache)
-    body, content_type = metrics.render(runtime, counts, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+    counts = StatusCounts(runtime.records, Remembered(runtime.redis))
+    body, content_type = metrics.render(runtime.pool, runtime.redis, counts, runtime.settings, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
     text = body.decode()
     assert text.endswith("# EOF\n")

@@ -11,10 +11,14 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from messaging import attempts, delivery, migrations, store
-from messaging.models import Attempt, Status, Trigger
+from messaging.delivery import rules
+from messaging.delivery.ports import CachedDelivery
+from messaging.domain.message import Attempt, Status, Trigger
+from messaging.ops import pruning
+from messaging.postgres import migrations
+from messaging.postgres.queries import QUERIES
+from messaging.postgres.records import BulkRetry, FailedFilter, Records
 from messaging.runtime import Runtime
-from messaging.store import FailedFilter
 from tests.stack import free_port
 
 NOW = datetime.now(timezone.utc)
@@ -39,8 +43,8 @@ def an_attempt(message_id, number=1, trigger=Trigger.SCHEDULED, **changes) -> At
 
 def claimed_and_started(runtime, make_message, **columns):
     message_id = make_message(**columns)
-    [claim] = store.claim_due(runtime.pool, 1)
-    outgoing = store.start_sending(runtime.pool, message_id, claim.token)
+    [claim] = runtime.records.claim_due(1)
+    outgoing = runtime.records.start_sending(message_id, claim.token)
     return message_id, claim.token, outgoing
 
 
@@ -62,7 +66,7 @@ def test_a_seed_insert_is_measured_when_read(db, runtime):
         (message_id, "€" * 81),
     )
     assert (row(db, message_id)["encoding"], row(db, message_id)["segments"]) == (None, None)
-    message = store.get(runtime.pool, message_id)
+    message = runtime.records.get(message_id)
     assert (message.encoding, message.segments) == ("GSM-7", 2)
 
 
@@ -84,25 +88,25 @@ def test_a_no_transaction_migration_runs_its_statements_one_by_one():
     [("a" * 160, "GSM-7", 1), ("€" * 80, "GSM-7", 1), ("ç" * 70, "UCS-2", 1), ("ş" * 71, "UCS-2", 2), ("😀" * 36, "UCS-2", 2)],
 )
 def test_encoding_and_segments_are_stored_at_create_time(runtime, db, content, encoding, segments):
-    message = store.insert(runtime.pool, "+905321234567", content)
+    message = runtime.records.insert("+905321234567", content)
     assert (message.encoding, message.segments) == (encoding, segments)
     assert (row(db, message.id)["encoding"], row(db, message.id)["segments"]) == (encoding, segments)
 
 
 def test_a_scheduled_message_is_not_claimed_before_its_time(runtime, db):
-    later = store.insert(runtime.pool, "+905321234567", "later", send_at=NOW + timedelta(hours=1))
-    now = store.insert(runtime.pool, "+905321234567", "now")
+    later = runtime.records.insert("+905321234567", "later", send_at=NOW + timedelta(hours=1))
+    now = runtime.records.insert("+905321234567", "now")
     assert row(db, later.id)["next_attempt_at"] == row(db, later.id)["send_at"] == later.send_at
-    assert [c.message_id for c in store.claim_due(runtime.pool, 10)] == [now.id]
+    assert [c.message_id for c in runtime.records.claim_due(10)] == [now.id]
     db.execute("UPDATE messages SET send_at = now() - interval '1 s', next_attempt_at = now() - interval '1 s' WHERE id = %s", (later.id,))
-    assert [c.message_id for c in store.claim_due(runtime.pool, 10)] == [later.id]
+    assert [c.message_id for c in runtime.records.claim_due(10)] == [later.id]
 
 
 def test_due_messages_go_oldest_first_a_scheduled_one_counting_from_its_send_at(runtime, make_message):
     created_first_due_last = make_message(created_at=T0, send_at=T0 + timedelta(hours=3), next_attempt_at=T0 + timedelta(hours=3))
     created_second = make_message(created_at=T0 + timedelta(hours=1))
     created_third = make_message(created_at=T0 + timedelta(hours=2))
-    claims = store.claim_due(runtime.pool, 3)
+    claims = runtime.records.claim_due(3)
     assert [c.message_id for c in claims] == [created_second, created_third, created_first_due_last]
 
 
@@ -120,12 +124,12 @@ def test_the_claim_walks_past_no_message_scheduled_for_later(runtime, db, make_m
     with db.transaction(force_rollback=True):
         db.execute("SET LOCAL enable_seqscan = off")
         db.execute("SET LOCAL enable_bitmapscan = off")
-        explained = db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + store.db.QUERIES["claim_due_messages"], {"limit": 10})
+        explained = db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + QUERIES["claim_due_messages"], {"limit": 10})
         plan = explained.fetchone()["QUERY PLAN"][0]["Plan"]
     scans = list(_nodes(plan))
     [walk] = [node for node in scans if node.get("Index Name") == "messages_pending_due_idx"]
     assert (walk["Actual Rows"], walk.get("Rows Removed by Filter", 0)) == (1, 0), json.dumps(walk)
-    assert [c.message_id for c in store.claim_due(runtime.pool, 10)] == [due]
+    assert [c.message_id for c in runtime.records.claim_due(10)] == [due]
 
 
 def _nodes(node):
@@ -136,16 +140,16 @@ def _nodes(node):
 
 def test_a_pending_message_can_be_canceled_and_is_never_claimed(runtime, make_message, db):
     pending = make_message(attempts=2)
-    canceled = store.cancel(runtime.pool, pending)
+    canceled = runtime.records.cancel(pending)
     assert canceled.status is Status.CANCELED and row(db, pending)["sending_status"] == 4
-    assert store.claim_due(runtime.pool, 10) == []
-    assert store.count_by_status(runtime.pool)[Status.CANCELED] == 1
+    assert runtime.records.claim_due(10) == []
+    assert runtime.records.count_by_status()[Status.CANCELED] == 1
 
 
 @pytest.mark.parametrize("status", [Status.SENDING, Status.SENT, Status.FAILED, Status.CANCELED], ids=lambda s: s.label)
 def test_only_a_pending_message_can_be_canceled(runtime, make_message, db, status):
     message_id = make_message(sending_status=status)
-    assert store.cancel(runtime.pool, message_id) is None
+    assert runtime.records.cancel(message_id) is None
     assert row(db, message_id)["sending_status"] == status
 
 
@@ -171,7 +175,7 @@ def failures(make_message):
 def test_a_bulk_retry_without_a_filter_takes_every_failed_message(runtime, failures, make_message, db):
     ids = failures()
     other = make_message(sending_status=Status.SENT, sent_at=T0)
-    assert store.retry_failed_matching(runtime.pool, FailedFilter()) == store.BulkRetry(6, 6)
+    assert runtime.records.retry_failed_matching(FailedFilter()) == BulkRetry(6, 6)
     for message_id in ids:
         stored = row(db, message_id)
         assert (stored["sending_status"], stored["attempts"], stored["attempt_trigger"]) == (0, 0, "manual")
@@ -193,14 +197,14 @@ def test_a_bulk_retry_without_a_filter_takes_every_failed_message(runtime, failu
 )
 def test_a_bulk_retry_takes_only_what_its_filter_matches(runtime, failures, db, which, picked):
     ids = failures()
-    assert store.retry_failed_matching(runtime.pool, which) == store.BulkRetry(len(picked), len(picked))
+    assert runtime.records.retry_failed_matching(which) == BulkRetry(len(picked), len(picked))
     pending = {message_id for message_id in ids if row(db, message_id)["sending_status"] == Status.PENDING}
     assert pending == {ids[n] for n in picked}
 
 
 def test_a_dry_run_only_counts(runtime, failures, db):
     ids = failures()
-    assert store.retry_failed_matching(runtime.pool, FailedFilter(error_contains="503"), dry_run=True) == store.BulkRetry(3, 0)
+    assert runtime.records.retry_failed_matching(FailedFilter(error_contains="503"), dry_run=True) == BulkRetry(3, 0)
     assert {row(db, message_id)["sending_status"] for message_id in ids} == {Status.FAILED}
 
 
@@ -210,7 +214,7 @@ def test_a_dry_run_only_counts(runtime, failures, db):
 def test_a_delivery_and_its_attempt_are_written_by_one_statement(runtime, make_message, db):
     message_id, token, outgoing = claimed_and_started(runtime, make_message)
     attempt = an_attempt(message_id, outgoing.attempts + 1, outgoing.attempt_trigger)
-    assert store.mark_sent(runtime.pool, message_id, token, NOW, "wh-1", attempt=attempt)
+    assert runtime.records.mark_sent(message_id, token, NOW, "wh-1", attempt=attempt)
     [kept] = attempt_rows(db, message_id)
     assert {key: kept[key] for key in ("attempt", "trigger", "started_at", "duration_ms", "http_status", "error_class", "answer")} == {
         "attempt": 1, "trigger": "scheduled", "started_at": NOW, "duration_ms": 12.5, "http_status": 202,
@@ -222,14 +226,14 @@ def test_an_attempt_that_cannot_be_written_leaves_the_outcome_unwritten_too(runt
     # One statement: when the attempt's row fails (a status beyond smallint), so does the delivery's.
     message_id, token, outgoing = claimed_and_started(runtime, make_message)
     with pytest.raises(psycopg.errors.NumericValueOutOfRange):
-        store.mark_sent(runtime.pool, message_id, token, NOW, "wh-1", attempt=an_attempt(message_id, http_status=70_000))
+        runtime.records.mark_sent(message_id, token, NOW, "wh-1", attempt=an_attempt(message_id, http_status=70_000))
     assert row(db, message_id)["sending_status"] == Status.SENDING
     assert attempt_rows(db, message_id) == []
 
 
 def test_without_an_attempt_nothing_is_logged(runtime, make_message, db):
     message_id, token, _ = claimed_and_started(runtime, make_message)
-    assert store.mark_sent(runtime.pool, message_id, token, NOW, "wh-1", attempted=False)
+    assert runtime.records.mark_sent(message_id, token, NOW, "wh-1", attempted=False)
     assert attempt_rows(db, message_id) == []
 
 
@@ -239,29 +243,29 @@ def test_a_failed_attempt_is_kept_and_the_next_one_is_a_retry(runtime, make_mess
         message_id, 1, outgoing.attempt_trigger, http_status=503, error_class="http_status",
         retry_after_seconds=30.0, answer="busy",
     )  # fmt: skip
-    status = store.record_failed_attempt(
-        runtime.pool, message_id, token, error="HTTP 503", retry_in_seconds=0, max_attempts=5, final=False, attempt=failure
+    status = runtime.records.record_failed_attempt(
+        message_id, token, error="HTTP 503", retry_in_seconds=0, max_attempts=5, final=False, attempt=failure
     )
     assert status is Status.PENDING
     [kept] = attempt_rows(db, message_id)
     assert (kept["trigger"], kept["http_status"], kept["error_class"], kept["retry_after_seconds"]) == ("scheduled", 503, "http_status", 30.0)
-    [claim] = store.claim_due(runtime.pool, 1)
-    again = store.start_sending(runtime.pool, message_id, claim.token)
+    [claim] = runtime.records.claim_due(1)
+    again = runtime.records.start_sending(message_id, claim.token)
     assert (again.attempts, again.attempt_trigger) == (1, Trigger.RETRY)
 
 
 def test_after_an_operators_retry_the_next_attempt_is_manual(runtime, make_message):
     message_id = make_message(sending_status=Status.FAILED, attempts=5, attempt_trigger="retry")
-    store.retry_failed(runtime.pool, message_id)
-    [claim] = store.claim_due(runtime.pool, 1)
-    assert store.start_sending(runtime.pool, message_id, claim.token).attempt_trigger is Trigger.MANUAL
+    runtime.records.retry_failed(message_id)
+    [claim] = runtime.records.claim_due(1)
+    assert runtime.records.start_sending(message_id, claim.token).attempt_trigger is Trigger.MANUAL
 
 
 def test_a_claim_that_expired_while_sending_is_kept_as_an_attempt_of_unknown_outcome(runtime, make_message, db):
     long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
     started = make_message(sending_status=3, claimed_at=long_ago, sending_started_at=long_ago, claim_token=uuid.uuid4(), attempts=1, attempt_trigger="retry")
     never_started = make_message(sending_status=3, claimed_at=long_ago, claim_token=uuid.uuid4())
-    assert sorted(store.recover_stale_claims(runtime.pool, 300, 5)) == sorted([started, never_started])
+    assert sorted(runtime.records.recover_stale_claims(300, 5)) == sorted([started, never_started])
     [kept] = attempt_rows(db, started)
     assert (kept["attempt"], kept["trigger"], kept["started_at"], kept["error_class"]) == (2, "retry", long_ago, "claim_expired")
     assert (kept["http_status"], kept["duration_ms"]) == (None, None)
@@ -272,7 +276,7 @@ def test_a_claim_that_expired_while_sending_is_kept_as_an_attempt_of_unknown_out
 def test_an_answer_is_kept_storable_and_cut_to_1_kib(runtime, make_message, db):
     message_id, token, _ = claimed_and_started(runtime, make_message)
     answer = "nul\x00" + "é" * 2000
-    store.mark_sent(runtime.pool, message_id, token, NOW, None, attempt=an_attempt(message_id, answer=answer))
+    runtime.records.mark_sent(message_id, token, NOW, None, attempt=an_attempt(message_id, answer=answer))
     [kept] = attempt_rows(db, message_id)
     assert kept["answer"].startswith("nul\ufffd")
     assert len(kept["answer"].encode()) <= 1024 and kept["answer"].endswith("é")
@@ -286,8 +290,8 @@ def test_attempts_are_listed_in_order_after_a_cursor(runtime, db):
                 "INSERT INTO message_attempts (message_id, attempt, trigger, started_at) VALUES (%s, %s, 'retry', now())",
                 (owner, n),
             )
-    first = store.attempts(runtime.pool, message_id, limit=3)
-    rest = store.attempts(runtime.pool, message_id, limit=3, after_id=first[-1].id)
+    first = runtime.records.list_attempts(message_id, limit=3)
+    rest = runtime.records.list_attempts(message_id, limit=3, after_id=first[-1].id)
     assert [a.attempt for a in first + rest] == [1, 2, 3, 4, 5]
     assert {a.message_id for a in first + rest} == {message_id}
 
@@ -298,9 +302,9 @@ def test_pruning_takes_the_attempts_past_retention_in_batches(runtime, db):
         "SELECT gen_random_uuid(), 1, 'scheduled', now() - g * interval '1 hour' FROM generate_series(1, 100) AS g"
     )
     # 100 attempts, 1 to 100 hours old; 2 days' retention keeps the 47 younger than 48 hours.
-    assert store.prune_attempts(runtime.pool, older_than_days=2, limit=20) == 20
-    assert store.prune_attempts(runtime.pool, older_than_days=2, limit=1000) == 33
-    assert store.prune_attempts(runtime.pool, older_than_days=2, limit=1000) == 0
+    assert runtime.records.prune_attempts(older_than_days=2, limit=20) == 20
+    assert runtime.records.prune_attempts(older_than_days=2, limit=1000) == 33
+    assert runtime.records.prune_attempts(older_than_days=2, limit=1000) == 0
     assert db.execute("SELECT count(*) AS n FROM message_attempts").fetchone()["n"] == 47
 
 
@@ -309,8 +313,8 @@ def test_a_prune_run_deletes_batch_by_batch_and_stops_after_its_last_batch(runti
         "INSERT INTO message_attempts (message_id, attempt, trigger, started_at) "
         "SELECT gen_random_uuid(), 1, 'scheduled', now() - interval '3 days' FROM generate_series(1, 25)"
     )
-    assert attempts.prune(runtime.pool, 2, batch=10, max_batches=2) == 20
-    assert attempts.prune(runtime.pool, 2, batch=10) == 5
+    assert pruning.prune(runtime.records, 2, batch=10, max_batches=2) == 20
+    assert pruning.prune(runtime.records, 2, batch=10) == 5
 
 
 # --- attempts written by the delivery rules ---------------------------------------------
@@ -318,9 +322,9 @@ def test_a_prune_run_deletes_batch_by_batch_and_stops_after_its_last_batch(runti
 
 def test_a_delivery_keeps_its_attempt_with_the_providers_answer(runtime, make_message, receiver, db):
     message_id = make_message()
-    [claim] = store.claim_due(runtime.pool, 1)
+    [claim] = runtime.records.claim_due(1)
     before = datetime.now(timezone.utc)
-    assert delivery.deliver(runtime.ports, message_id, claim.token).outcome is delivery.Outcome.SENT
+    assert rules.deliver(runtime.ports, message_id, claim.token).outcome is rules.Outcome.SENT
     [kept] = attempt_rows(db, message_id)
     assert (kept["attempt"], kept["trigger"], kept["http_status"], kept["error_class"]) == (1, "scheduled", 202, None)
     assert before <= kept["started_at"] <= datetime.now(timezone.utc)
@@ -331,9 +335,9 @@ def test_a_delivery_keeps_its_attempt_with_the_providers_answer(runtime, make_me
 def test_a_refused_attempt_and_the_retry_after_it_are_both_kept(runtime, make_message, receiver, db):
     receiver.set_behaviour(fail_first=1, fail_status=503, retry_after=0)
     message_id = make_message()
-    for outcome in (delivery.Outcome.RETRY_LATER, delivery.Outcome.SENT):
-        [claim] = store.claim_due(runtime.pool, 1)
-        assert delivery.deliver(runtime.ports, message_id, claim.token).outcome is outcome
+    for outcome in (rules.Outcome.RETRY_LATER, rules.Outcome.SENT):
+        [claim] = runtime.records.claim_due(1)
+        assert rules.deliver(runtime.ports, message_id, claim.token).outcome is outcome
     failed, sent = attempt_rows(db, message_id)
     assert (failed["attempt"], failed["trigger"], failed["http_status"], failed["error_class"]) == (1, "scheduled", 503, "http_status")
     assert failed["retry_after_seconds"] == 0 and failed["answer"]
@@ -344,8 +348,8 @@ def test_an_attempt_that_got_no_answer_has_no_status(settings, make_message, db)
     closed = Runtime.open(dataclasses.replace(settings, webhook_url=f"http://127.0.0.1:{free_port()}/webhook"))
     try:
         message_id = make_message()
-        [claim] = store.claim_due(closed.pool, 1)
-        assert delivery.deliver(closed.ports, message_id, claim.token).outcome is delivery.Outcome.RETRY_LATER
+        [claim] = Records(closed.pool).claim_due(1)
+        assert rules.deliver(closed.ports, message_id, claim.token).outcome is rules.Outcome.RETRY_LATER
     finally:
         closed.close()
     [kept] = attempt_rows(db, message_id)
@@ -354,7 +358,7 @@ def test_an_attempt_that_got_no_answer_has_no_status(settings, make_message, db)
 
 def test_a_delivery_found_in_the_cache_posts_nothing_and_keeps_no_attempt(runtime, make_message, receiver, db):
     message_id = make_message()
-    runtime.cache.remember_sent(message_id, "wh-early", NOW)
-    [claim] = store.claim_due(runtime.pool, 1)
-    assert delivery.deliver(runtime.ports, message_id, claim.token).outcome is delivery.Outcome.ALREADY_SENT
+    runtime.cache.remember(message_id, CachedDelivery(NOW, "wh-early"))
+    [claim] = runtime.records.claim_due(1)
+    assert rules.deliver(runtime.ports, message_id, claim.token).outcome is rules.Outcome.ALREADY_SENT
     assert attempt_rows(db, message_id) == [] and receiver.deliveries() == []

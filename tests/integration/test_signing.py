@@ -12,8 +12,9 @@ import pytest
 import requests
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from messaging.delivery.ports import DeliveryFailed
+from messaging.provider.webhook import WebhookClient
 from messaging.runtime import Runtime
-from messaging.webhook import DeliveryFailed, WebhookClient
 from receiver import Receiver
 
 OLD = "whsec_" + base64.b64encode(b"old-secret-" * 3).decode()
@@ -76,7 +77,7 @@ def test_a_receiver_given_the_secret_takes_signed_posts_and_refuses_others():
 def test_the_runtime_signs_with_the_configured_secrets(settings, receiver):
     runtime = Runtime.open(replace(settings, webhook_signing_secrets=(NEW,)), concurrency=1, name="signing")
     try:
-        runtime.webhook.send(uuid.uuid4(), "+905551111111", "hi")
+        runtime.provider.send(uuid.uuid4(), "+905551111111", "hi")
     finally:
         runtime.close()
     [delivery] = receiver.deliveries()

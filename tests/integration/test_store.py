@@ -10,9 +10,12 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from messaging import delivery, migrations, store
-from messaging.models import Status
-from messaging.queries import QUERIES
+from messaging.delivery import rules
+from messaging.domain.message import Status
+from messaging.postgres import migrations
+from messaging.postgres.queries import QUERIES
+from messaging.redis import keys
+from messaging.redis.switch import Switch
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -57,7 +60,7 @@ def test_demo_data_loads_once(database_url, db):
 
 def test_a_claim_takes_the_batch_size_oldest_first(runtime, make_message):
     ids = [make_message(created_at=T0 + timedelta(minutes=m)) for m in (3, 1, 2, 0)]
-    claims = store.claim_due(runtime.pool, 2)
+    claims = runtime.records.claim_due(2)
     assert [c.message_id for c in claims] == [ids[3], ids[1]]
     assert len({c.token for c in claims}) == 2
 
@@ -67,8 +70,8 @@ def test_a_claim_skips_messages_not_due_yet_and_other_statuses(runtime, make_mes
     make_message(sending_status=1, sent_at=T0)
     make_message(sending_status=2)
     due = make_message()
-    assert [c.message_id for c in store.claim_due(runtime.pool, 10)] == [due]
-    assert later not in [c.message_id for c in store.claim_due(runtime.pool, 10)]
+    assert [c.message_id for c in runtime.records.claim_due(10)] == [due]
+    assert later not in [c.message_id for c in runtime.records.claim_due(10)]
 
 
 def test_two_batches_at_the_same_moment_never_claim_the_same_message(runtime, make_message):
@@ -79,10 +82,10 @@ def test_two_batches_at_the_same_moment_never_claim_the_same_message(runtime, ma
     def claim_repeatedly():
         barrier.wait()
         claimed = []
-        while batch := store.claim_due(runtime.pool, 7):
+        while batch := runtime.records.claim_due(7):
             claimed += [c.message_id for c in batch]
             for claim in batch:  # as a worker would, so the next claim is not held back
-                store.start_sending(runtime.pool, claim.message_id, claim.token)
+                runtime.records.start_sending(claim.message_id, claim.token)
         return claimed
 
     with ThreadPoolExecutor(4) as pool:
@@ -102,12 +105,12 @@ def test_two_batch_runs_at_once_enqueue_each_message_once(runtime, make_message)
         with lock:
             enqueued.extend(c.message_id for c in claims)
         for claim in claims:  # as a worker would, so the next batch is not held back
-            store.start_sending(runtime.pool, claim.message_id, claim.token)
+            runtime.records.start_sending(claim.message_id, claim.token)
 
     def batch():
         barrier.wait()
         for _ in range(20):
-            delivery.run_batch(runtime.ports, enqueue)
+            rules.run_batch(runtime.ports, enqueue)
 
     with ThreadPoolExecutor(2) as pool:
         for future in [pool.submit(batch) for _ in range(2)]:
@@ -117,55 +120,55 @@ def test_two_batch_runs_at_once_enqueue_each_message_once(runtime, make_message)
 
 def test_a_claim_leaves_out_as_many_as_earlier_claims_still_wait_for_a_worker(runtime, make_message):
     ids = [make_message(created_at=T0 + timedelta(seconds=n)) for n in range(10)]
-    first = store.claim_due(runtime.pool, 4)
-    assert store.claim_due(runtime.pool, 4) == [], "four claims wait in the queue already"
+    first = runtime.records.claim_due(4)
+    assert runtime.records.claim_due(4) == [], "four claims wait in the queue already"
     for claim in first[:3]:
-        store.start_sending(runtime.pool, claim.message_id, claim.token)
-    assert [c.message_id for c in store.claim_due(runtime.pool, 4)] == ids[4:7]
+        runtime.records.start_sending(claim.message_id, claim.token)
+    assert [c.message_id for c in runtime.records.claim_due(4)] == ids[4:7]
 
 
 def test_only_a_message_in_sending_can_be_marked_sent(runtime, make_message, db):
     pending = make_message()
     sent = make_message(sending_status=1, sent_at=T0, webhook_message_id="old")
-    assert not store.mark_sent(runtime.pool, pending, uuid.uuid4(), datetime.now(timezone.utc), "x")
-    assert not store.mark_sent(runtime.pool, sent, uuid.uuid4(), datetime.now(timezone.utc), "new")
+    assert not runtime.records.mark_sent(pending, uuid.uuid4(), datetime.now(timezone.utc), "x")
+    assert not runtime.records.mark_sent(sent, uuid.uuid4(), datetime.now(timezone.utc), "new")
     row = db.execute("SELECT sending_status, webhook_message_id FROM messages WHERE id = %s", (sent,)).fetchone()
     assert row == {"sending_status": 1, "webhook_message_id": "old"}
 
 
 def test_a_late_writer_of_an_expired_claim_cannot_mark_the_message_sent(runtime, make_message, db):
     message_id = make_message()
-    [first] = store.claim_due(runtime.pool, 1)
-    store.start_sending(runtime.pool, message_id, first.token)
+    [first] = runtime.records.claim_due(1)
+    runtime.records.start_sending(message_id, first.token)
     db.execute("UPDATE messages SET claimed_at = now() - interval '1 hour', sending_started_at = now() - interval '1 hour'")
-    store.recover_stale_claims(runtime.pool, 60, max_attempts=5)
-    [second] = store.claim_due(runtime.pool, 1)
-    assert not store.mark_sent(runtime.pool, message_id, first.token, datetime.now(timezone.utc), "late")
+    runtime.records.recover_stale_claims(60, max_attempts=5)
+    [second] = runtime.records.claim_due(1)
+    assert not runtime.records.mark_sent(message_id, first.token, datetime.now(timezone.utc), "late")
     row = db.execute("SELECT sending_status, claim_token FROM messages WHERE id = %s", (message_id,)).fetchone()
     assert row == {"sending_status": 3, "claim_token": second.token}
-    assert store.mark_sent(runtime.pool, message_id, second.token, datetime.now(timezone.utc), "ok")
+    assert runtime.records.mark_sent(message_id, second.token, datetime.now(timezone.utc), "ok")
 
 
 def test_a_claim_starts_sending_once_and_only_with_its_token(runtime, make_message):
     message_id = make_message()
-    [claim] = store.claim_due(runtime.pool, 1)
-    assert store.start_sending(runtime.pool, message_id, uuid.uuid4()) is None
-    assert store.start_sending(runtime.pool, message_id, claim.token) is not None
-    assert store.start_sending(runtime.pool, message_id, claim.token) is None
+    [claim] = runtime.records.claim_due(1)
+    assert runtime.records.start_sending(message_id, uuid.uuid4()) is None
+    assert runtime.records.start_sending(message_id, claim.token) is not None
+    assert runtime.records.start_sending(message_id, claim.token) is None
 
 
 def test_a_released_claim_is_pending_again_and_its_old_token_is_dead(runtime, make_message, db):
     message_id = make_message()
-    [claim] = store.claim_due(runtime.pool, 1)
-    assert store.release_claim(runtime.pool, message_id, claim.token)
+    [claim] = runtime.records.claim_due(1)
+    assert runtime.records.release_claim(message_id, claim.token)
     assert db.execute("SELECT sending_status FROM messages WHERE id = %s", (message_id,)).fetchone()["sending_status"] == 0
-    assert store.start_sending(runtime.pool, message_id, claim.token) is None
+    assert runtime.records.start_sending(message_id, claim.token) is None
 
 
 def test_stale_claims_return_to_pending_and_fresh_ones_stay(runtime, make_message, db):
     old = make_message(sending_status=3, claimed_at=datetime.now(timezone.utc) - timedelta(minutes=10), claim_token=uuid.uuid4())
     fresh = make_message(sending_status=3, claimed_at=datetime.now(timezone.utc), claim_token=uuid.uuid4())
-    assert store.recover_stale_claims(runtime.pool, 300, 5) == [old]
+    assert runtime.records.recover_stale_claims(300, 5) == [old]
     statuses = {r["id"]: r["sending_status"] for r in db.execute("SELECT id, sending_status FROM messages")}
     assert statuses == {old: Status.PENDING, fresh: Status.SENDING}
 
@@ -178,7 +181,7 @@ def test_a_stale_claim_that_had_started_sending_counts_as_an_attempt(runtime, ma
     last_try = make_message(
         sending_status=3, claimed_at=long_ago, sending_started_at=long_ago, claim_token=uuid.uuid4(), attempts=4
     )
-    store.recover_stale_claims(runtime.pool, 300, 5)
+    runtime.records.recover_stale_claims(300, 5)
     rows = {r["id"]: r for r in db.execute("SELECT id, sending_status, attempts, last_error FROM messages")}
     assert (rows[started]["sending_status"], rows[started]["attempts"]) == (0, 2)
     assert (rows[last_try]["sending_status"], rows[last_try]["attempts"]) == (2, 5)
@@ -187,17 +190,17 @@ def test_a_stale_claim_that_had_started_sending_counts_as_an_attempt(runtime, ma
 
 def test_the_batch_does_nothing_while_sending_is_stopped(runtime, settings, make_message):
     make_message()
-    runtime.cache.set_enabled(False)
-    result = delivery.run_batch(runtime.ports, lambda claims: pytest.fail("enqueued while stopped"))
+    runtime.switch.set_enabled(False)
+    result = rules.run_batch(runtime.ports, lambda claims: pytest.fail("enqueued while stopped"))
     assert result.enabled is False
 
 
 def test_auto_start_decides_only_while_nobody_has_touched_the_switch(runtime, settings):
-    assert runtime.cache.is_enabled() is True
-    runtime.cache.set_enabled(False)
-    assert runtime.cache.is_enabled() is False
-    runtime.cache.client.delete("messaging:enabled")
-    off_by_default = type(runtime.cache)(runtime.cache.client, 10, auto_start=False)
+    assert runtime.switch.is_enabled() is True
+    runtime.switch.set_enabled(False)
+    assert runtime.switch.is_enabled() is False
+    runtime.redis.delete(keys.ENABLED)
+    off_by_default = Switch(runtime.redis, auto_start=False)
     assert off_by_default.is_enabled() is False
 
 
@@ -207,7 +210,7 @@ def test_queries_use_the_indexes_not_a_table_scan(db, make_message):
     db.execute("ANALYZE messages")
     db.execute("SET enable_seqscan = off")
     for query in ("claim_due_messages", "list_sent"):
-        statement = store.db.QUERIES[query]
+        statement = QUERIES[query]
         plan = db.execute("EXPLAIN " + statement, {"limit": 2, "offset": 0}).fetchall()
         text = "\n".join(row["QUERY PLAN"] for row in plan)
         assert "Index" in text and "Seq Scan on messages" not in text, text

@@ -16,7 +16,8 @@ import certifi
 import pytest
 import urllib3
 
-from messaging.webhook import MAX_ANSWER_BYTES, DeliveryFailed, ErrorClass, WebhookClient
+from messaging.delivery.ports import DeliveryFailed, ErrorClass
+from messaging.provider.webhook import MAX_ANSWER_BYTES, WebhookClient
 from tests.helpers import wait_for
 
 

@@ -9,12 +9,19 @@ from uuid import UUID
 
 import pytest
 
-from messaging import delivery
-from messaging.delivery import CachedDelivery, Outcome, Ports, Preflight
+from messaging.delivery import rules
+from messaging.delivery.ports import (
+    Accepted,
+    CachedDelivery,
+    DeliveryFailed,
+    ErrorClass,
+    Ports,
+    Preflight,
+)
+from messaging.delivery.rules import Outcome
+from messaging.domain.message import Claim, Outgoing, Status
 from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
-from messaging.models import Claim, Outgoing, Status
 from messaging.settings import Settings
-from messaging.webhook import Accepted, DeliveryFailed, ErrorClass
 
 SETTINGS = Settings(max_attempts=3, retry_base_seconds=10, retry_max_seconds=600)
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -96,7 +103,7 @@ class FakeRecords:
 
 
 @dataclass
-class FakeLedger:
+class FakeSharedState:
     enabled: bool = True
     down: bool = False
     flow_clear: bool = False
@@ -130,7 +137,7 @@ class FakeLedger:
 
 
 @dataclass
-class FakeWebhook:
+class FakeProvider:
     answer: Accepted | DeliveryFailed = field(default_factory=lambda: Accepted(202, "provider-1", 0.01))
     posted: list[UUID] = field(default_factory=list)
 
@@ -150,73 +157,73 @@ PERMANENT = DeliveryFailed("HTTP 400", transient=False, error_class=ErrorClass.H
 
 @pytest.fixture
 def ports() -> Ports:
-    return Ports(SETTINGS, FakeRecords(), FakeLedger(), FakeWebhook())
+    return Ports(SETTINGS, FakeRecords(), FakeSharedState(), FakeProvider())
 
 
 @pytest.fixture(autouse=True)
 def no_pause(monkeypatch):
-    monkeypatch.setattr(delivery, "DB_RETRY_FIRST_PAUSE", 0)
+    monkeypatch.setattr(rules, "DB_RETRY_FIRST_PAUSE", 0)
 
 
 def test_a_claimed_message_is_posted_once_and_recorded_sent(ports):
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SENT
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.SENT
     row = ports.records.rows[message_id]
     assert (row.status, row.attempts, row.webhook_message_id) == (Status.SENT, 1, "provider-1")
-    assert ports.webhook.posted == [message_id]
-    assert ports.ledger.counted == ["sent"], "counted once, with the cache entry"
+    assert ports.provider.posted == [message_id]
+    assert ports.shared.counted == ["sent"], "counted once, with the cache entry"
 
 
 def test_the_cache_is_written_before_the_database(ports):
     calls: list[str] = []
-    ports.ledger.calls = ports.records.calls = calls
-    delivery.deliver(ports, *ports.records.claim())
+    ports.shared.calls = ports.records.calls = calls
+    rules.deliver(ports, *ports.records.claim())
     assert calls == ["remember_sent", "mark_sent"]
 
 
 def test_a_second_task_of_the_same_claim_posts_nothing(ports):
     message_id, token = ports.records.claim()
-    delivery.deliver(ports, message_id, token)
-    ports.ledger.cached.clear()  # even without the cache, the claim is used up
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SKIPPED
-    assert ports.webhook.posted == [message_id]
+    rules.deliver(ports, message_id, token)
+    ports.shared.cached.clear()  # even without the cache, the claim is used up
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.SKIPPED
+    assert ports.provider.posted == [message_id]
 
 
 def test_a_message_in_the_cache_is_recorded_without_a_post(ports):
     message_id, token = ports.records.claim(attempts=1)
-    ports.ledger.cached[message_id] = CachedDelivery(T0, "earlier")
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.ALREADY_SENT
+    ports.shared.cached[message_id] = CachedDelivery(T0, "earlier")
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.ALREADY_SENT
     row = ports.records.rows[message_id]
     assert (row.status, row.attempts, row.webhook_message_id) == (Status.SENT, 1, "earlier")
-    assert ports.webhook.posted == []
+    assert ports.provider.posted == []
 
 
 def test_a_cached_message_whose_claim_is_gone_is_skipped(ports):
     message_id, _ = ports.records.claim()
-    ports.ledger.cached[message_id] = CachedDelivery(T0, "earlier")
-    assert delivery.deliver(ports, message_id, uuid.uuid4()).outcome is Outcome.SKIPPED
+    ports.shared.cached[message_id] = CachedDelivery(T0, "earlier")
+    assert rules.deliver(ports, message_id, uuid.uuid4()).outcome is Outcome.SKIPPED
 
 
 def test_stopped_sending_releases_an_unstarted_claim_unsent(ports):
-    ports.ledger.enabled = False
+    ports.shared.enabled = False
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.RELEASED
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.RELEASED
     assert ports.records.rows[message_id].status is Status.PENDING
-    assert ports.webhook.posted == []
+    assert ports.provider.posted == []
 
 
 def test_without_the_switch_nothing_is_sent_and_the_claim_goes_back(ports):
-    ports.ledger.down = True
+    ports.shared.down = True
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.RELEASED
-    assert ports.webhook.posted == []
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.RELEASED
+    assert ports.provider.posted == []
 
 
 def test_a_transient_failure_goes_back_to_pending_with_a_backoff(ports):
-    ports.webhook.answer = transient()
+    ports.provider.answer = transient()
     message_id, token = ports.records.claim()
     before = datetime.now(timezone.utc)
-    report = delivery.deliver(ports, message_id, token)
+    report = rules.deliver(ports, message_id, token)
     assert (report.outcome, report.error) == (Outcome.RETRY_LATER, "HTTP 503")
     row = ports.records.rows[message_id]
     assert (row.status, row.attempts, row.last_error) == (Status.PENDING, 1, "HTTP 503")
@@ -225,48 +232,48 @@ def test_a_transient_failure_goes_back_to_pending_with_a_backoff(ports):
 
 
 def test_retry_after_sets_the_delay(ports):
-    ports.webhook.answer = transient(retry_after=42)
+    ports.provider.answer = transient(retry_after=42)
     message_id, token = ports.records.claim()
-    delivery.deliver(ports, message_id, token)
+    rules.deliver(ports, message_id, token)
     assert ports.records.rows[message_id].retry_in == 42
 
 
 def test_the_last_allowed_attempt_fails_for_good(ports):
-    ports.webhook.answer = transient()
+    ports.provider.answer = transient()
     message_id, token = ports.records.claim(attempts=SETTINGS.max_attempts - 1)
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.FAILED
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.FAILED
     assert ports.records.rows[message_id].status is Status.FAILED
 
 
 def test_a_permanent_failure_fails_at_once(ports):
-    ports.webhook.answer = PERMANENT
+    ports.provider.answer = PERMANENT
     message_id, token = ports.records.claim()
-    assert delivery.deliver(ports, message_id, token) == delivery.Report(Outcome.FAILED, "HTTP 400")
-    assert (ports.records.rows[message_id].attempts, ports.ledger.counted) == (1, ["failed"])
+    assert rules.deliver(ports, message_id, token) == rules.Report(Outcome.FAILED, "HTTP 400")
+    assert (ports.records.rows[message_id].attempts, ports.shared.counted) == (1, ["failed"])
 
 
 def test_a_delivery_is_recorded_even_when_the_cache_is_down(ports):
     message_id, token = ports.records.claim()
-    ports.ledger.down = True
-    ports.ledger.preflight = lambda _: Preflight(True)
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SENT
+    ports.shared.down = True
+    ports.shared.preflight = lambda _: Preflight(True)
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.SENT
     assert ports.records.rows[message_id].status is Status.SENT
 
 
 def test_an_outcome_is_recorded_through_a_short_database_blip(ports):
     message_id, token = ports.records.claim()
     ports.records.down_for = 2
-    assert delivery.deliver(ports, message_id, token).outcome is Outcome.SENT
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.SENT
     assert ports.records.rows[message_id].status is Status.SENT
 
 
 def test_recording_gives_up_once_its_time_is_spent(ports, monkeypatch):
-    monkeypatch.setattr(delivery, "DB_RETRY_FIRST_PAUSE", 0.05)
-    monkeypatch.setattr(delivery, "DB_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(rules, "DB_RETRY_FIRST_PAUSE", 0.05)
+    monkeypatch.setattr(rules, "DB_RETRY_SECONDS", 0.1)
     message_id, token = ports.records.claim()
     ports.records.down_for = 3
     with pytest.raises(DatabaseUnavailable):
-        delivery.deliver(ports, message_id, token)
+        rules.deliver(ports, message_id, token)
     assert ports.records.down_for == 1, "two tries: the third pause would have passed the limit"
 
 
@@ -274,20 +281,20 @@ def test_a_longer_database_outage_leaves_the_claim_to_expire(ports):
     message_id, token = ports.records.claim()
     ports.records.down_for = 10
     with pytest.raises(DatabaseUnavailable):
-        delivery.deliver(ports, message_id, token)
-    assert ports.ledger.cached[message_id].webhook_message_id == "provider-1", "the next claim will not POST"
+        rules.deliver(ports, message_id, token)
+    assert ports.shared.cached[message_id].webhook_message_id == "provider-1", "the next claim will not POST"
 
 
 def test_a_batch_claims_while_enabled_and_hands_the_claims_over(ports):
     handed: list[Claim] = []
     ports = replace(ports, settings=replace(SETTINGS, send_batch_size=2))
-    result = delivery.run_batch(ports, handed.extend)
+    result = rules.run_batch(ports, handed.extend)
     assert len(result.claimed) == len(handed) == 2
 
 
 def test_a_stopped_batch_claims_nothing(ports):
-    ports.ledger.enabled = False
-    result = delivery.run_batch(ports, lambda claims: pytest.fail("enqueued while stopped"))
+    ports.shared.enabled = False
+    result = rules.run_batch(ports, lambda claims: pytest.fail("enqueued while stopped"))
     assert not result.enabled and result.claimed == []
 
 
@@ -296,5 +303,18 @@ def test_a_batch_the_broker_refuses_gives_its_claims_back(ports):
         raise BrokerUnavailable("down")
 
     with pytest.raises(BrokerUnavailable):
-        delivery.run_batch(ports, refuse)
+        rules.run_batch(ports, refuse)
     assert {row.status for row in ports.records.rows.values()} == {Status.PENDING}
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 10, 60])
+def test_backoff_grows_exponentially_with_jitter_under_the_cap(attempt):
+    ceiling = min(600, 10 * 2 ** (attempt - 1))
+    delays = [rules.retry_delay(attempt, 10, 600) for _ in range(200)]
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(set(delays)) > 1
+
+
+def test_retry_after_is_honoured_within_the_cap():
+    assert rules.retry_delay(1, 10, 600, retry_after=42) == 42
+    assert rules.retry_delay(1, 10, 600, retry_after=3600) == 600

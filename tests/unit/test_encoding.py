@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging.encoding import GSM_7, UCS_2, Length, measure
+from messaging.domain.encoding import GSM_7, UCS_2, Length, measure
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messaging.logs import escape, fields
+from messaging.logs import Throttle, escape, fields
 
 KEYS = st.from_regex(r"[a-z_][a-z0-9_]{0,15}", fullmatch=True)
 VALUES = st.one_of(st.none(), st.text(), st.integers(), st.floats(), st.binary())
@@ -48,3 +48,13 @@ def test_a_forged_line_stays_inside_its_field():
 
 def test_plain_text_of_any_script_is_left_as_it_is():
     assert fields(a=1, b="two words", c=None, d="İstanbul çğüşö ✓") == 'a=1 b="two words" d="İstanbul çğüşö ✓"'
+
+
+def test_log_fields_quote_spaces_and_leave_out_nones():
+    assert fields(a=1, b="two words", c=None) == 'a=1 b="two words"'
+
+
+def test_a_throttle_lets_one_message_per_key_through_per_interval():
+    throttle = Throttle(seconds=60)
+    assert throttle.allow("redis") and not throttle.allow("redis")
+    assert throttle.allow("postgresql")

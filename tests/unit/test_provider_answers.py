@@ -8,7 +8,12 @@ from datetime import datetime, timezone
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from messaging.webhook import MAX_MESSAGE_ID, message_id_of, printable, retry_after_seconds
+from messaging.provider.answers import (
+    MAX_MESSAGE_ID,
+    message_id_of,
+    printable,
+    retry_after_seconds,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 # Header values as a client sees them: latin-1 decoded bytes, any of them.

@@ -19,12 +19,13 @@ import psycopg
 from psycopg import sql
 
 from messaging import logs
-from messaging.db import connection_options, wrap_errors
+from messaging.postgres.pool import connection_options, wrap_errors
 from messaging.errors import MigrationFailed
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# The numbered migrations and the demo data, at the top of the checkout (and of the image).
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 MIGRATION_FILE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 STEP_BREAK = re.compile(r"^-- migrate: commit$", re.MULTILINE)
 # Any fixed number: every migrating process waits on the same advisory lock.

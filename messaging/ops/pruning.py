@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from psycopg_pool import ConnectionPool
+from messaging.postgres.records import Records
 
-from messaging import store
-
-# The task's name, shared by the worker that defines it and the beat schedule that fires it.
-PRUNE_TASK = "messaging.prune_attempts"
 PRUNE_EVERY_SECONDS = 3600.0
 # Each batch is its own short statement: row locks on these rows only, never a lock on the table.
 PRUNE_BATCH = 1000
@@ -15,11 +11,11 @@ PRUNE_BATCH = 1000
 PRUNE_MAX_BATCHES = 100
 
 
-def prune(pool: ConnectionPool, retention_days: int, *, batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES) -> int:
+def prune(records: Records, retention_days: int, *, batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES) -> int:
     """Delete the attempts older than `retention_days`, `batch` rows per statement; how many went."""
     total = 0
     for _ in range(max_batches):
-        deleted = store.prune_attempts(pool, retention_days, batch)
+        deleted = records.prune_attempts(retention_days, batch)
         total += deleted
         if deleted < batch:
             break

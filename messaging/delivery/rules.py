@@ -9,24 +9,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
+from messaging.delivery.ports import (
+    Accepted,
+    Admission,
+    CachedDelivery,
+    DeliveryFailed,
+    Ports,
+    Preflight,
+    Verdict,
+)
+from messaging.domain.message import Attempt, Claim, Outgoing, Status
 from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
 from messaging.logs import Throttle, fields
-from messaging.models import Attempt, Claim, Outgoing, Status
-from messaging.settings import Settings
-from messaging.webhook import Accepted, DeliveryFailed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Task names shared by the worker that defines them and the API that sends them.
-BATCH_TASK = "messaging.run_batch"
-SEND_TASK = "messaging.send_message"
-# Batches have a queue of their own, which every worker also consumes: behind a backlog of
-# thousands of sends in one queue, the batch (and with it stale-claim recovery) would wait its turn.
-BATCH_QUEUE = "messaging.batch"
 
 outage_log = Throttle(seconds=30)
 # Recording an outcome retries through a database blip: 0.5 s, 1 s, 2 s apart, starting no
@@ -56,134 +56,6 @@ class Report:
 
 
 @dataclass(frozen=True)
-class CachedDelivery:
-    """An earlier delivery of a message, as the delivery cache remembers it."""
-
-    sent_at: datetime
-    webhook_message_id: str | None
-
-
-@dataclass(frozen=True)
-class Preflight:
-    """What a send reads before it POSTs, in one round trip."""
-
-    enabled: bool
-    cached: CachedDelivery | None = None
-    flow_clear: bool = False  # flow control said it need not be asked (breaker closed and healthy, no pause)
-
-
-class Verdict(enum.Enum):
-    """What an answer says about the provider, for the circuit breaker."""
-
-    HEALTHY = "healthy"  # 2xx
-    FAILING = "failing"  # a transient failure: 5xx, 408, 429, connection refused or reset, timeout
-    NEITHER = "neither"  # another 4xx (the message's fault) or nothing sent
-
-
-@dataclass(frozen=True)
-class Admission:
-    """Flow control's answer to "may this claim be POSTed now?"."""
-
-    go: bool
-    wait_seconds: float = 0.0  # held: when it may go
-    reason: str = ""  # held: rate_limit, paused, breaker_open, breaker_half_open, breaker_watching, redis_down
-    lease: Any = None  # what `record` needs to settle this admission; opaque to the rules
-
-
-GO = Admission(go=True)
-
-
-class Records(Protocol):
-    """The messages table, as the rules use it (messaging.store.Records over PostgreSQL)."""
-
-    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]: ...
-    def claim_due(self, limit: int) -> list[Claim]: ...
-    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool: ...
-    def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None: ...
-    def mark_sent(
-        self,
-        message_id: UUID,
-        token: UUID,
-        sent_at: datetime,
-        webhook_message_id: str | None,
-        *,
-        attempted: bool,
-        attempt: Attempt | None = None,
-    ) -> bool: ...
-    def record_failed_attempt(
-        self,
-        message_id: UUID,
-        token: UUID,
-        *,
-        error: str,
-        retry_in_seconds: float,
-        max_attempts: int,
-        final: bool,
-        attempt: Attempt | None = None,
-    ) -> Status | None: ...
-
-
-class Ledger(Protocol):
-    """What Redis keeps for the rules: the switch, the delivery cache and the shared counters.
-
-    The first three raise CacheUnavailable; counting never fails a delivery.
-    """
-
-    def is_enabled(self) -> bool: ...
-    def preflight(self, message_id: UUID) -> Preflight: ...
-    def remember_sent(self, message_id: UUID, delivery: CachedDelivery, webhook_seconds: float) -> None: ...
-    def count_delivery(self, outcome: str, webhook_seconds: float | None) -> None: ...
-    def count_batch(self, claimed: int, recovered: int) -> None: ...
-
-
-class Webhook(Protocol):
-    def send(self, message_id: UUID, to: str, content: str) -> Accepted: ...
-
-
-class FlowControl(Protocol):
-    """One rate limit and one circuit breaker shared by every worker (messaging.flow.RedisFlowControl).
-
-    `admit` raises CacheUnavailable; recording and pausing never fail a delivery.
-    """
-
-    def admit(self, token: UUID, *, clear: bool) -> Admission: ...
-    def wait_for_slot(self, admission: Admission) -> None: ...
-    def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None: ...
-    def pause(self, seconds: float, why: str) -> None: ...
-    def claimable(self, limit: int, horizon_seconds: float) -> int: ...
-
-
-class Unlimited:
-    """No flow control: every send may go."""
-
-    def admit(self, token: UUID, *, clear: bool) -> Admission:
-        return GO
-
-    def wait_for_slot(self, admission: Admission) -> None:
-        pass
-
-    def record(self, admission: Admission, verdict: Verdict, *, why: str = "") -> None:
-        pass
-
-    def pause(self, seconds: float, why: str) -> None:
-        pass
-
-    def claimable(self, limit: int, horizon_seconds: float) -> int:
-        return limit
-
-
-@dataclass(frozen=True)
-class Ports:
-    """Everything the rules talk to; messaging.runtime wires the real ones, unit tests fakes."""
-
-    settings: Settings
-    records: Records
-    ledger: Ledger
-    webhook: Webhook
-    flow: FlowControl = field(default_factory=Unlimited)
-
-
-@dataclass(frozen=True)
 class BatchResult:
     enabled: bool
     claimed: list[Claim] = field(default_factory=list)
@@ -200,7 +72,7 @@ def run_batch(ports: Ports, enqueue: Enqueue) -> BatchResult:
     recovered = ports.records.recover_stale_claims(settings.claim_timeout_seconds, settings.max_attempts)
     for message_id in recovered:
         log.warning("event=claim_expired %s", fields(message_id=message_id))
-    if not ports.ledger.is_enabled():
+    if not ports.shared.is_enabled():
         return BatchResult(enabled=False, recovered=len(recovered))
     # No more than flow control lets through before the next batch: an open breaker or a pause
     # claims nothing, a rate limit what it allows, instead of claims that would only go back.
@@ -208,7 +80,7 @@ def run_batch(ports: Ports, enqueue: Enqueue) -> BatchResult:
     claims = ports.records.claim_due(limit) if limit else []
     if claims:
         _hand_over(ports, claims, enqueue)
-    ports.ledger.count_batch(len(claims), len(recovered))
+    ports.shared.count_batch(len(claims), len(recovered))
     log.info("event=batch %s", fields(claimed=len(claims), recovered=len(recovered)))
     return BatchResult(enabled=True, claimed=claims, recovered=len(recovered))
 
@@ -245,7 +117,7 @@ def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     ports.flow.wait_for_slot(admission)
     started_at = datetime.now(timezone.utc)
     try:
-        accepted = ports.webhook.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
+        accepted = ports.provider.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
     except DeliveryFailed as failure:
         _tell_flow_control(ports, admission, failure)
         return _record_failure(ports, outgoing, token, failure, started_at)
@@ -256,7 +128,7 @@ def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
 def _preflight(ports: Ports, message_id: UUID) -> Preflight:
     """Is sending on, an earlier delivery of the message if any, and must flow control be asked."""
     try:
-        return ports.ledger.preflight(message_id)
+        return ports.shared.preflight(message_id)
     except CacheUnavailable as error:
         # Without the switch we cannot know sending is still wanted: hold back.
         if outage_log.allow("switch"):
@@ -299,11 +171,11 @@ def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Acc
     delivery = CachedDelivery(datetime.now(timezone.utc), accepted.webhook_message_id)
     # The cache first: if recording in PostgreSQL fails, the next claim finds it and does not POST.
     try:
-        ports.ledger.remember_sent(outgoing.id, delivery, accepted.seconds)
+        ports.shared.remember_sent(outgoing.id, delivery, accepted.seconds)
     except CacheUnavailable as error:
         if outage_log.allow("cache"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
-    attempt = _attempt(outgoing, started_at, accepted.seconds, accepted.status_code, answer=accepted.answer)
+    attempt = _attempt_record(outgoing, started_at, accepted.seconds, accepted.status_code, answer=accepted.answer)
     _with_db_retries(
         lambda: ports.records.mark_sent(
             outgoing.id, token, delivery.sent_at, delivery.webhook_message_id, attempted=True, attempt=attempt
@@ -326,7 +198,7 @@ def _record_failure(
     settings = ports.settings
     attempt = outgoing.attempts + 1
     delay = retry_delay(attempt, settings.retry_base_seconds, settings.retry_max_seconds, failure.retry_after)
-    record = _attempt(
+    record = _attempt_record(
         outgoing,
         started_at,
         failure.seconds,
@@ -360,7 +232,7 @@ def _record_failure(
     return Report(outcome, failure.reason, retry_at)
 
 
-def _attempt(
+def _attempt_record(
     outgoing: Outgoing,
     started_at: datetime,
     seconds: float,
@@ -389,7 +261,7 @@ def _finish(
 ) -> Report:
     """One log line and one metrics update per send task (unless the caller `counted` it already)."""
     if not counted:
-        ports.ledger.count_delivery(outcome.value, seconds)
+        ports.shared.count_delivery(outcome.value, seconds)
     duration = None if seconds is None else f"{seconds * 1000:.1f}"
     level = logging.WARNING if outcome in (Outcome.RETRY_LATER, Outcome.FAILED) else logging.INFO
     log.log(level, "event=delivery %s", fields(message_id=message_id, outcome=outcome.value, duration_ms=duration, **details))

@@ -1,3 +1,21 @@
+-- name: message_columns
+-- The columns a Message is read from (Message.from_row): every query that returns messages includes them.
+id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
+last_error, created_at, sent_at, updated_at, send_at, encoding, segments
+
+-- name: log_attempt
+-- The common table expression that keeps a send's attempt in message_attempts, in the statement
+-- that records its outcome: it reads the row the statement's `changed` step returned, and writes
+-- only when %(log_attempt)s (no attempt when the delivery cache had the message: no POST).
+logged AS (
+    INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status,
+                                  error_class, retry_after_seconds, answer)
+    SELECT id, %(attempt)s::int, %(trigger)s::text, %(started_at)s::timestamptz, %(duration_ms)s::real,
+           %(http_status)s::smallint, %(error_class)s::text, %(retry_after_seconds)s::real, %(answer)s::text
+    FROM changed
+    WHERE %(log_attempt)s
+)
+
 -- name: claim_due_messages
 -- Claim due pending messages, each with a fresh claim token: oldest first by the time each became
 -- due (send_at when scheduled, else created_at), along messages_pending_due_idx, which stops at now()
@@ -56,7 +74,7 @@ SELECT id FROM recovered;
 -- planner choose messages_claimed_idx (partial, status 3) over the primary key whenever its
 -- statistics were taken with no claim in flight, and walk every claimed row per statement:
 -- with 2,000 claims, 2,000 rows read and 0.33 ms, against one row and 0.01 ms by the primary key.
--- tests/integration/test_store.py checks the plan.
+-- tests/integration/test_records.py checks the plan.
 
 -- name: start_sending
 -- Move a claimed message to in-flight, once per claim; no row means the task must not send.
@@ -74,30 +92,25 @@ WHERE id = %(id)s AND claim_token = %(token)s AND sending_started_at IS NULL
 RETURNING id;
 
 -- name: mark_sent
--- Record a delivery by the claim that made it; a late writer of an expired claim changes nothing.
+-- Record a delivery by the claim that made it, at %(sent_at)s (now when the delivery cache could not
+-- say when); a late writer of an expired claim changes nothing.
 -- With %(log_attempt)s, the attempt goes into message_attempts in the same statement (none when
 -- the cache had it: no POST).
-WITH sent AS (
+WITH changed AS (
     UPDATE messages
-    SET sending_status = 1, sent_at = %(sent_at)s, webhook_message_id = %(webhook_message_id)s,
+    SET sending_status = 1, sent_at = coalesce(%(sent_at)s::timestamptz, now()), webhook_message_id = %(webhook_message_id)s,
         attempts = attempts + %(attempted)s, last_error = NULL, claim_token = NULL,
         claimed_at = NULL, sending_started_at = NULL, updated_at = now()
     WHERE id = %(id)s AND claim_token = %(token)s
     RETURNING id
-), logged AS (
-    INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status,
-                                  error_class, retry_after_seconds, answer)
-    SELECT id, %(attempt)s::int, %(trigger)s::text, %(started_at)s::timestamptz, %(duration_ms)s::real,
-           %(http_status)s::smallint, %(error_class)s::text, %(retry_after_seconds)s::real, %(answer)s::text
-    FROM sent
-    WHERE %(log_attempt)s
-)
-SELECT id FROM sent;
+),
+-- include: log_attempt
+SELECT id FROM changed;
 
 -- name: record_failed_attempt
 -- Count a failed attempt: back to pending after %(delay)s seconds, or failed when %(final)s. With
 -- %(log_attempt)s, the attempt goes into message_attempts in the same statement.
-WITH failed AS (
+WITH changed AS (
     UPDATE messages
     SET sending_status = CASE WHEN %(final)s OR attempts + 1 >= %(max_attempts)s THEN 2 ELSE 0 END,
         attempts = attempts + 1, last_error = %(error)s, attempt_trigger = 'retry',
@@ -105,20 +118,14 @@ WITH failed AS (
         claim_token = NULL, claimed_at = NULL, sending_started_at = NULL, updated_at = now()
     WHERE id = %(id)s AND claim_token = %(token)s
     RETURNING id, sending_status, attempts
-), logged AS (
-    INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status,
-                                  error_class, retry_after_seconds, answer)
-    SELECT id, %(attempt)s::int, %(trigger)s::text, %(started_at)s::timestamptz, %(duration_ms)s::real,
-           %(http_status)s::smallint, %(error_class)s::text, %(retry_after_seconds)s::real, %(answer)s::text
-    FROM failed
-    WHERE %(log_attempt)s
-)
-SELECT sending_status, attempts FROM failed;
+),
+-- include: log_attempt
+SELECT sending_status, attempts FROM changed;
 
 -- name: list_sent
 -- A page of sent messages, newest sent_at first (ties by id), by offset.
-SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
+SELECT
+-- include: message_columns
 FROM messages
 WHERE sending_status = 1
 ORDER BY sent_at DESC, id DESC
@@ -126,8 +133,8 @@ LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_sent_after
 -- A page of sent messages after the keyset cursor (sent_at, id); same cost at any depth.
-SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
+SELECT
+-- include: message_columns
 FROM messages
 WHERE sending_status = 1 AND (sent_at, id) < (%(after_time)s, %(after_id)s)
 ORDER BY sent_at DESC, id DESC
@@ -135,8 +142,8 @@ LIMIT %(limit)s;
 
 -- name: list_failed
 -- A page of failed messages, most recently failed first (ties by id), by offset.
-SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
+SELECT
+-- include: message_columns
 FROM messages
 WHERE sending_status = 2
 ORDER BY updated_at DESC, id DESC
@@ -144,8 +151,8 @@ LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_failed_after
 -- A page of failed messages after the keyset cursor (updated_at, id).
-SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
+SELECT
+-- include: message_columns
 FROM messages
 WHERE sending_status = 2 AND (updated_at, id) < (%(after_time)s, %(after_id)s)
 ORDER BY updated_at DESC, id DESC
@@ -153,8 +160,8 @@ LIMIT %(limit)s;
 
 -- name: get_message
 -- One message by id.
-SELECT id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-       last_error, created_at, sent_at, updated_at, send_at, encoding, segments
+SELECT
+-- include: message_columns
 FROM messages
 WHERE id = %(id)s;
 
@@ -163,8 +170,9 @@ WHERE id = %(id)s;
 INSERT INTO messages (recipient_phone_number, content, send_at, next_attempt_at, encoding, segments)
 VALUES (%(recipient_phone_number)s, %(content)s, %(send_at)s::timestamptz,
         coalesce(%(send_at)s::timestamptz, now()), %(encoding)s, %(segments)s)
-RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-          last_error, created_at, sent_at, updated_at, send_at, encoding, segments;
+RETURNING
+-- include: message_columns
+;
 
 -- name: retry_failed
 -- Put a failed message back to pending with its attempts reset; its old error no longer describes
@@ -173,8 +181,9 @@ UPDATE messages
 SET sending_status = 0, attempts = 0, last_error = NULL, attempt_trigger = 'manual', next_attempt_at = now(),
     updated_at = now()
 WHERE id = %(id)s AND sending_status = 2
-RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-          last_error, created_at, sent_at, updated_at, send_at, encoding, segments;
+RETURNING
+-- include: message_columns
+;
 
 -- name: count_by_status
 -- How many messages are in each status.
@@ -193,8 +202,9 @@ SELECT count(*) AS total FROM (SELECT 1 FROM messages WHERE sending_status = %(s
 UPDATE messages
 SET sending_status = 4, updated_at = now()
 WHERE id = %(id)s AND sending_status = 0
-RETURNING id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-          last_error, created_at, sent_at, updated_at, send_at, encoding, segments;
+RETURNING
+-- include: message_columns
+;
 
 -- name: retry_failed_matching
 -- Up to %(limit)s failed messages, most recently failed first, that failed in

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 import json
-import re
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -19,64 +15,18 @@ import urllib3
 from standardwebhooks import Webhook as StandardWebhook
 from urllib3 import exceptions
 
-from messaging import deadline
-from messaging.errors import MessagingError
+from messaging.delivery.ports import Accepted, DeliveryFailed
+from messaging.provider import answers, deadline
 
 AUTH_HEADER = "x-ins-auth-key"
-TRANSIENT_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
-CONNECTION_FAILED = "ConnectionError: connection refused, reset or name not resolved"
 # What is read of an answer: enough for any provider's JSON; a larger answer is cut and its
-# connection dropped. What is kept of it for the records.
+# connection dropped.
 MAX_ANSWER_BYTES = 64 * 1024
-ANSWER_EXCERPT_BYTES = 1024
-MAX_MESSAGE_ID = 255
-DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
 
 
-class ErrorClass(str, enum.Enum):
-    """Why an attempt failed, in a word: what an operator filters attempts by."""
+class _CurrentCall(threading.local):
+    """The deadline of the POST this thread has under way, if any."""
 
-    TIMEOUT = "timeout"
-    CONNECTION = "connection"
-    HTTP_STATUS = "http_status"
-    REQUEST = "request"  # the request itself could not be made (a header value http refuses)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """The webhook took the message."""
-
-    status_code: int
-    webhook_message_id: str | None
-    seconds: float
-    answer: str = ""
-
-
-class DeliveryFailed(MessagingError):
-    """The webhook did not take the message."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        transient: bool,
-        error_class: ErrorClass,
-        retry_after: float | None = None,
-        seconds: float = 0.0,
-        status_code: int | None = None,
-        answer: str = "",
-    ):
-        self.reason = reason
-        self.transient = transient
-        self.error_class = error_class
-        self.retry_after = retry_after
-        self.seconds = seconds
-        self.status_code = status_code
-        self.answer = answer
-        super().__init__(reason)
-
-
-class _Attempt(threading.local):
     watch: deadline.Watch | None = None
 
 
@@ -88,18 +38,18 @@ class _WatchedConnection:
     """
 
     watchdog: deadline.Watchdog
-    attempt: _Attempt
+    current: _CurrentCall
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
-        watch = self.attempt.watch
+        watch = self.current.watch
         if watch is not None and watch.expired:
             # Name resolution, which no socket timeout bounds, outlived the deadline: send nothing.
             self.close()  # type: ignore[attr-defined]
             raise exceptions.ConnectTimeoutError(self, "no connection within the deadline")
 
     def request(self, *args, **kwargs) -> None:
-        watch = self.attempt.watch
+        watch = self.current.watch
         if watch is not None:
             self.watchdog.attach(watch, self)  # type: ignore[arg-type]
         super().request(*args, **kwargs)  # type: ignore[misc]
@@ -135,12 +85,12 @@ class WebhookClient:
         # blocking keeps surplus senders from opening connections the pool then discards with a
         # warning. A pool never reads proxy variables from the environment.
         self.pool = urllib3.connection_from_url(url, maxsize=pool_size, block=True, **_tls(url))
-        self._attempt = _Attempt()
+        self._current = _CurrentCall()
         self._watchdog = deadline.Watchdog()
         self.pool.ConnectionCls = type(
             "Watched" + self.pool.ConnectionCls.__name__,
             (_WatchedConnection, self.pool.ConnectionCls),
-            {"watchdog": self._watchdog, "attempt": self._attempt},
+            {"watchdog": self._watchdog, "current": self._current},
         )
 
     def send(self, message_id: UUID, to: str, content: str) -> Accepted:
@@ -149,19 +99,19 @@ class WebhookClient:
         headers = {**self.headers, "Idempotency-Key": str(message_id), **self._signature(message_id, body)}
         started = time.perf_counter()
         watch = self._watchdog.start(self.timeout_seconds)
-        self._attempt.watch = watch
+        self._current.watch = watch
         try:
             status, reason, answer_headers, answer = self._post(body, headers, watch)
         except (exceptions.HTTPError, OSError, ValueError) as error:
             # ValueError: http.client refuses a header value (say an auth key ending in a newline).
-            reason_text, transient, error_class = _describe(error, watch.expired, self.timeout_seconds)
+            reason_text, transient, error_class = answers.describe(error, watch.expired, self.timeout_seconds)
             raise DeliveryFailed(
                 reason_text, transient=transient, error_class=error_class, seconds=time.perf_counter() - started
             ) from error
         finally:
             self._watchdog.finish(watch)
-            self._attempt.watch = None
-        return _classify(status, reason, answer_headers, answer, time.perf_counter() - started)
+            self._current.watch = None
+        return answers.classify(status, reason, answer_headers, answer, time.perf_counter() - started)
 
     def _signature(self, message_id: UUID, body: bytes) -> dict[str, str]:
         """Standard Webhooks headers over the exact bytes sent: one `v1,` signature per secret (two while rotating)."""
@@ -220,78 +170,3 @@ def _tls(url: str) -> dict[str, str]:
     if urlsplit(url).scheme != "https":
         return {}
     return {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()}
-
-
-def _classify(status: int, reason: str, headers: Any, answer: bytes, seconds: float) -> Accepted:
-    excerpt = printable(answer[:ANSWER_EXCERPT_BYTES].decode("utf-8", "replace"), keep="\n\t")
-    if 200 <= status < 300:
-        return Accepted(status, message_id_of(answer), seconds, excerpt)
-    text = f"HTTP {status} {printable(reason)}".strip()
-    transient = status in TRANSIENT_STATUSES
-    raise DeliveryFailed(
-        text,
-        transient=transient,
-        error_class=ErrorClass.HTTP_STATUS,
-        retry_after=retry_after_seconds(headers.get("Retry-After")) if transient else None,
-        seconds=seconds,
-        status_code=status,
-        answer=excerpt,
-    )
-
-
-def message_id_of(answer: bytes) -> str | None:
-    """The provider's messageId, when the answer is JSON that has one; any 2xx is a success regardless."""
-    try:
-        body = json.loads(answer)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, a number too long
-        return None
-    value = body.get("messageId") if isinstance(body, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return None
-    text = printable(str(value) if isinstance(value, str) else f"{value}")[:MAX_MESSAGE_ID]
-    return text or None
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds from either of its forms (delta-seconds or an HTTP date); None when unreadable."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    # ASCII digits only: str.isdigit() also takes "²" and "٣", which float() then refuses.
-    if DELTA_SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
-def printable(text: str, keep: str = "") -> str:
-    """Text a provider sent, safe to store and show: control characters (but those in `keep`) and
-    unpaired surrogates replaced by U+FFFD."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in keep else "\ufffd" for c in text)
-
-
-def _describe(error: Exception, expired: bool, timeout_seconds: float) -> tuple[str, bool, ErrorClass]:
-    """A short reason without the URL, which may carry credentials, whether a later attempt may
-    succeed, and the error's class."""
-    if expired:
-        return f"Timeout: no complete answer within {timeout_seconds:g}s", True, ErrorClass.TIMEOUT
-    # NewConnectionError subclasses ConnectTimeoutError, yet means refused or not resolved.
-    if isinstance(error, exceptions.NewConnectionError):
-        return CONNECTION_FAILED, True, ErrorClass.CONNECTION
-    if isinstance(error, exceptions.ConnectTimeoutError):
-        return "ConnectTimeout: no connection within the timeout", True, ErrorClass.TIMEOUT
-    if isinstance(error, (exceptions.TimeoutError, TimeoutError)):
-        return "ReadTimeout: no answer within the timeout", True, ErrorClass.TIMEOUT
-    if isinstance(error, (exceptions.ProtocolError, exceptions.SSLError, exceptions.ClosedPoolError, OSError)):
-        return CONNECTION_FAILED, True, ErrorClass.CONNECTION
-    # Every connection stayed busy for the whole timeout; nothing was sent.
-    if isinstance(error, exceptions.EmptyPoolError):
-        return "PoolTimeout: no free connection within the timeout", True, ErrorClass.TIMEOUT
-    return f"{type(error).__name__}: request failed", False, ErrorClass.REQUEST

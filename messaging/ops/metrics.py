@@ -1,8 +1,8 @@
-"""Prometheus metrics. Workers on any host add to counters in Redis; the API's /metrics reads them."""
+"""The Prometheus exposition of /metrics: counters every worker adds to in Redis
+(messaging/redis/counters.py), the shared counts by status, the breaker, and which dependency answers."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
@@ -13,53 +13,12 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 from psycopg_pool import ConnectionPool
 
-from messaging import db, flow
-from messaging.counts import MAX_AGE_SECONDS, StatusCounts
 from messaging.errors import DependencyUnavailable
+from messaging.postgres import pool as postgres_pool
+from messaging.redis import breaker, keys
+from messaging.redis.counters import LATENCY_BUCKETS
+from messaging.redis.shared_counts import MAX_AGE_SECONDS, RECOUNT_COST_FACTOR, StatusCounts
 from messaging.settings import Settings
-
-log = logging.getLogger(__name__)
-
-DELIVERIES_KEY = "messaging:metrics:deliveries"
-LATENCY_KEY = "messaging:metrics:webhook_latency"
-BATCHES_KEY = "messaging:metrics:batches"
-# When the counters began (again, after Redis lost them): the audit compares PostgreSQL with them from then on.
-SINCE_KEY = "messaging:metrics:since"
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-class Recorder:
-    """Adds to the shared counters; a metrics hiccup never stops a delivery."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-    def delivery(self, outcome: str, webhook_seconds: float | None, pipe: redis.client.Pipeline | None = None) -> None:
-        """Count one send task; given a pipeline, only add to it (the caller sends it with its own commands)."""
-        own = pipe is None
-        pipe = self.client.pipeline(transaction=False) if own else pipe
-        pipe.hincrby(DELIVERIES_KEY, outcome, 1)
-        if webhook_seconds is not None:
-            bucket = next((f"{b:g}" for b in LATENCY_BUCKETS if webhook_seconds <= b), "+Inf")
-            pipe.hincrby(LATENCY_KEY, bucket, 1)
-            pipe.hincrbyfloat(LATENCY_KEY, "sum", webhook_seconds)
-        if own:
-            self._run(pipe)
-
-    def batch(self, claimed: int, recovered: int) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hincrby(BATCHES_KEY, "runs", 1)
-        pipe.hincrby(BATCHES_KEY, "claimed", claimed)
-        pipe.hincrby(BATCHES_KEY, "recovered", recovered)
-        pipe.set(SINCE_KEY, datetime.now(timezone.utc).isoformat(), nx=True)
-        self._run(pipe)
-
-    @staticmethod
-    def _run(pipe) -> None:
-        try:
-            pipe.execute()
-        except redis.RedisError as error:
-            log.debug("metrics not recorded: %s", error)
 
 
 class _Collector:
@@ -74,9 +33,10 @@ class _Collector:
     def collect(self) -> Iterable:
         up = GaugeMetricFamily("messaging_dependency_up", "1 when the dependency answered this scrape.", labels=["dependency"])
         try:
-            ping_database(self.pool)
+            postgres_pool.ping(self.pool)
             messages = GaugeMetricFamily(
-                "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago (20x the count's time if longer).", labels=["status"]
+                "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago "
+                f"({RECOUNT_COST_FACTOR}x the count's time if longer).", labels=["status"]
             )
             for status, total in self.counts.get().items():
                 messages.add_metric([status.label], total)
@@ -87,11 +47,12 @@ class _Collector:
         try:
             # Every Redis key the scrape reports, in one round trip.
             pipe = self.client.pipeline(transaction=False)
-            for key in (DELIVERIES_KEY, LATENCY_KEY, BATCHES_KEY, flow.BREAKER_KEY, flow.PAUSE_KEY, flow.TRANSITIONS_KEY):
+            for key in (keys.METRICS_DELIVERIES, keys.METRICS_LATENCY, keys.METRICS_BATCHES,
+                        keys.FLOW_BREAKER, keys.FLOW_PAUSE, keys.METRICS_BREAKER):  # fmt: skip
                 pipe.hgetall(key)
-            deliveries, latency, batches, breaker, pause, transitions = pipe.execute()
+            deliveries, latency, batches, state, pause, transitions = pipe.execute()
             yield from self._redis_counters(deliveries, latency, batches)
-            yield from self._flow_control(flow.read_breaker_status(breaker, pause), transitions)
+            yield from self._flow_control(breaker.read_status(state, pause), transitions)
             up.add_metric(["redis"], 1)
         except (redis.RedisError, DependencyUnavailable):
             up.add_metric(["redis"], 0)
@@ -111,8 +72,8 @@ class _Collector:
             "messaging_claims_recovered", "Stale claims returned to pending.", value=float(batches.get("recovered", 0))
         )
 
-    def _flow_control(self, status: flow.BreakerStatus, transitions: dict[str, str]) -> Iterable:
-        """The breaker and the rate limit (SPEC 8), as every worker sees them."""
+    def _flow_control(self, status: breaker.BreakerStatus, transitions: dict[str, str]) -> Iterable:
+        """The breaker and the rate limit, as every worker sees them."""
         state = GaugeMetricFamily(
             "messaging_breaker_state", "1 for the circuit breaker's current state.", labels=["state"]
         )
@@ -156,15 +117,12 @@ def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:
     )
 
 
-def render(runtime, counts: StatusCounts, accept: str | None = None) -> tuple[bytes, str]:
+def render(
+    pool: ConnectionPool, client: redis.Redis, counts: StatusCounts, settings: Settings, accept: str | None = None
+) -> tuple[bytes, str]:
     """The exposition for this service and its content type: OpenMetrics when the scraper's
     `Accept` header asks for it (as Prometheus does), else the classic Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(runtime.pool, runtime.redis, counts, runtime.settings))
+    registry.register(_Collector(pool, client, counts, settings))
     encode, content_type = choose_encoder(accept or "")
     return encode(registry), content_type
-
-
-def ping_database(pool: ConnectionPool) -> None:
-    with db.wrap_errors(), pool.connection(timeout=2) as conn:
-        conn.execute("SELECT 1")

@@ -2,13 +2,13 @@
 
 Three checks, one report line each; any disagreement makes the command exit 1.
 
-1. Cached deliveries: every `messaging:sent:<id>` key (read with SCAN, never KEYS) names a
+1. Cached deliveries: every delivery cache key (`messaging:sent:<id>`) (read with SCAN, never KEYS) names a
    message PostgreSQL has as `sent`. One still `sending` passes: a worker writes the cache
    first and PostgreSQL next, so that is a delivery being recorded (check 2 catches one stuck).
 2. Claims: nothing is in `sending` longer than CLAIM_TIMEOUT_SECONDS. Stale claims go back to
    pending when a batch runs, once per SEND_INTERVAL_SECONDS, so a claim fails the check when
    the claim and its send (if begun) are older than the timeout plus one interval.
-3. Counts: the delivery counters in Redis (metrics.Recorder) are cumulative: they outlive
+3. Counts: the delivery counters in Redis (messaging/redis/counters.py) are cumulative: they outlive
    rows (a TRUNCATE, a deleted message), and Redis can lose them, together with the time they
    began (`messaging:metrics:since`, set again by the first batch after that). So the check
    runs one way, over the time both cover: every message PostgreSQL records as sent by this
@@ -29,11 +29,13 @@ from datetime import datetime
 from uuid import UUID
 
 import redis
-from psycopg_pool import ConnectionPool
 
-from messaging import cache, db, metrics, store
+from messaging.domain.message import Status
 from messaging.errors import MessagingError
-from messaging.models import Status
+from messaging.postgres import pool as postgres_pool
+from messaging.postgres.records import Records
+from messaging.redis import keys
+from messaging.redis.client import create_client, wrap_errors
 from messaging.settings import Settings
 
 SCAN_BATCH = 1000
@@ -65,27 +67,27 @@ class Report:
         return [f"postgresql: {sum(self.counts.values())} messages ({totals})", *(c.line() for c in self.checks), f"audit: {verdict}"]
 
 
-def run(pool: ConnectionPool, client: redis.Redis, settings: Settings) -> Report:
+def run(records: Records, client: redis.Redis, settings: Settings) -> Report:
     """Run the three checks against PostgreSQL and Redis."""
     stale_after = settings.claim_timeout_seconds + settings.send_interval_seconds
     return Report(
-        store.count_by_status(pool),
-        [cached_deliveries(pool, client), stale_claims(pool, stale_after), counts(pool, client)],
+        records.count_by_status(),
+        [cached_deliveries(records, client), stale_claims(records, stale_after), counts(records, client)],
     )
 
 
-def cached_deliveries(pool: ConnectionPool, client: redis.Redis) -> Check:
+def cached_deliveries(records: Records, client: redis.Redis) -> Check:
     """Every cached delivery is a message PostgreSQL has as sent (or is recording: `sending`)."""
     checked, wrong = 0, []
-    for keys in _batches(_sent_keys(client), SCAN_BATCH):
-        checked += len(keys)
+    for batch in _batches(_sent_keys(client), SCAN_BATCH):
+        checked += len(batch)
         ids = {}
-        for key in keys:
+        for key in batch:
             try:
-                ids[UUID(key.removeprefix(cache.SENT_KEY_PREFIX))] = key
+                ids[UUID(key.removeprefix(keys.SENT_PREFIX))] = key
             except ValueError:
                 wrong.append(f"{key} (not a message id)")
-        known = store.statuses(pool, list(ids))
+        known = records.statuses(list(ids))
         for message_id in ids:
             status = known.get(message_id)
             if status not in (Status.SENT, Status.SENDING):
@@ -95,24 +97,24 @@ def cached_deliveries(pool: ConnectionPool, client: redis.Redis) -> Check:
     return Check("cached deliveries", True, f"{checked}, each sent in postgresql")
 
 
-def stale_claims(pool: ConnectionPool, older_than_seconds: float) -> Check:
+def stale_claims(records: Records, older_than_seconds: float) -> Check:
     """No claim outlived the timeout by more than the interval of the batch that returns it."""
-    total, oldest = store.stale_claims(pool, older_than_seconds)
+    total, oldest = records.stale_claims(older_than_seconds)
     limit = f"{older_than_seconds:g} s (claim timeout + send interval)"
     if total:
         return Check("claims", False, f"{total} in sending for over {limit}, the oldest claimed at {oldest.isoformat()}")
     return Check("claims", True, f"none in sending for over {limit}")
 
 
-def counts(pool: ConnectionPool, client: redis.Redis) -> Check:
+def counts(records: Records, client: redis.Redis) -> Check:
     """Every delivery PostgreSQL recorded since the counters began was counted (see the module's docstring)."""
-    with cache.wrap_errors():
-        since_text, deliveries = client.get(metrics.SINCE_KEY), client.hgetall(metrics.DELIVERIES_KEY)
+    with wrap_errors():
+        since_text, deliveries = client.get(keys.METRICS_SINCE), client.hgetall(keys.METRICS_DELIVERIES)
     if since_text is None:
         return Check("counts", True, "no counters yet (no batch has run since Redis began)")
     since = datetime.fromisoformat(since_text)
     counted = {outcome: int(deliveries.get(outcome, 0)) for outcome in ("sent", "already_sent")}
-    recorded = store.count_sent_since(pool, since)
+    recorded = records.count_sent_since(since)
     detail = (
         f"{recorded} sent in postgresql since {since.isoformat()}, "
         f"{sum(counted.values())} counted (sent {counted['sent']}, already_sent {counted['already_sent']})"
@@ -122,10 +124,10 @@ def counts(pool: ConnectionPool, client: redis.Redis) -> Check:
 
 def main(settings: Settings) -> int:
     """The command: print the report; 0 when clean, 1 on a disagreement or an unreachable service."""
-    pool = db.create_pool(settings.database_url, max_size=2, name="audit")
-    client = cache.create_client(settings.redis_url)
+    pool = postgres_pool.create_pool(settings.database_url, max_size=2, name="audit")
+    client = create_client(settings.redis_url)
     try:
-        report = run(pool, client, settings)
+        report = run(Records(pool), client, settings)
     except MessagingError as error:
         print(f"audit failed: {error}", file=sys.stderr)
         return 1
@@ -137,8 +139,8 @@ def main(settings: Settings) -> int:
 
 
 def _sent_keys(client: redis.Redis) -> Iterator[str]:
-    with cache.wrap_errors():
-        yield from client.scan_iter(match=f"{cache.SENT_KEY_PREFIX}*", count=SCAN_BATCH)
+    with wrap_errors():
+        yield from client.scan_iter(match=f"{keys.SENT_PREFIX}*", count=SCAN_BATCH)
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:

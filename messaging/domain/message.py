@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from messaging.encoding import GSM_7, Length, measure
+from messaging.domain.encoding import GSM_7, Length, measure
 
 
 class Status(enum.IntEnum):

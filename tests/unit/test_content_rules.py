@@ -1,4 +1,4 @@
-"""The rules a new message meets before it is stored: content, and a send time in the window."""
+"""The rules a new message meets before it is stored: recipient, content, and a send time in the window."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from messaging.submission import problems_with
+from messaging.domain.content import BLANK, problems_with
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("content", [" ", "   ", "\n\t", "\u2003\u00a0"], ids=["space", "spaces", "newline-tab", "em-nbsp"])
 def test_whitespace_only_content_is_refused(content):
-    assert problems_with(content, None, NOW) == {"content": ["Must contain something other than whitespace."]}
+    assert problems_with(content, None, NOW) == {"content": [BLANK]}
 
 
 @pytest.mark.parametrize("content", ["x", " x ", "\u200b", "😀"])
@@ -46,3 +46,13 @@ def test_a_send_time_outside_the_window_is_refused(send_at, says):
 
 def test_both_problems_are_named_at_once():
     assert set(problems_with(" ", NOW - timedelta(days=1), NOW)) == {"content", "send_at"}
+
+
+@pytest.mark.parametrize("content", ["", "x" * 161, "a\x00b"], ids=["empty", "161", "nul"])
+def test_content_too_long_empty_or_holding_nul_is_refused(content):
+    assert set(problems_with(content, None, NOW)) == {"content"}
+
+
+@pytest.mark.parametrize("recipient", ["905321234567", "+0532123456", "+1234567", "+1234567890123456", "+90532\n"])
+def test_a_recipient_that_is_not_e164_is_refused(recipient):
+    assert set(problems_with("hi", None, NOW, recipient=recipient)) == {"recipient_phone_number"}

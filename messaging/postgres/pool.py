@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 from messaging import timeouts
 from messaging.errors import DatabaseUnavailable
-from messaging.queries import QUERIES
+from messaging.postgres.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ def connection_options(url: str, statement_timeout_ms: int = STATEMENT_TIMEOUT_M
     # The URL's own options come last: PostgreSQL applies the last -c of a name.
     options = " ".join([*(f"-c {name}={value}" for name, value in server.items()), given.get("options") or ""]).strip()
     return {**{name: value for name, value in client.items() if name not in given}, "options": options}
+
+
+def pool_size(concurrency: int) -> int:
+    """Connections are held only around statements, never during a POST, so a handful serve many senders."""
+    return min(max(concurrency, 2), 16)
 
 
 def create_pool(url: str, *, max_size: int = 10, name: str = "messaging") -> psycopg_pool.ConnectionPool:
@@ -104,6 +109,12 @@ def fetch_one(pool: psycopg_pool.ConnectionPool, query: str, **params: Any) -> R
     """Run a named query in its own transaction and return its first row, if any."""
     with wrap_errors(), pool.connection() as conn:
         return conn.execute(QUERIES[query], params).fetchone()
+
+
+def ping(pool: psycopg_pool.ConnectionPool) -> None:
+    """One round trip, within 2 s: raises DatabaseUnavailable when PostgreSQL does not answer."""
+    with wrap_errors(), pool.connection(timeout=2) as conn:
+        conn.execute("SELECT 1")
 
 
 def _first_line(error: Exception) -> str:

@@ -1,0 +1,9 @@
+"""The Celery task and queue names, shared by the worker that defines the tasks and whoever sends them."""
+
+BATCH_TASK = "messaging.run_batch"
+SEND_TASK = "messaging.send_message"
+PRUNE_TASK = "messaging.prune_attempts"
+# Batches (and pruning) have a queue of their own, which every worker also consumes: behind a
+# backlog of thousands of sends in one queue, the batch (and with it stale-claim recovery) would
+# wait its turn.
+BATCH_QUEUE = "messaging.batch"
