@@ -24,7 +24,7 @@ from bench.processes import (
     wait_for_log,
 )
 from messaging.settings import Settings
-from tests.stack import BIN
+from harness.stack import BIN
 from worker.tasks import PUBLISH_BATCH_SIZE
 
 POLL_SECONDS = 0.1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.stack import ROOT, Process, Stack, environment, free_port
+from harness.stack import ROOT, Process, Stack, environment, free_port
 
 __all__ = ["ROLES", "ReceiverProcess", "Stack", "cpu_by_role", "cpu_spent", "environment", "free_port", "wait_for_log"]
 

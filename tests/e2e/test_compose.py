@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.stack import ROOT, environment, free_port
+from harness.stack import ROOT, environment, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.compose, pytest.mark.timeout(900)]
 FLOWER_AUTH = ("smoke", "test-password")

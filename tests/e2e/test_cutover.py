@@ -1,7 +1,7 @@
 """docs/cutover.md followed on a database made exactly as the Go service makes it, with the real processes.
 
 The runbook's blocks marked `runbook:<name>` (backup, migrate, roll back) run as they are
-written, in bash; the processes start as the runbook starts them (tests/stack.py).
+written, in bash; the processes start as the runbook starts them (harness/stack.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.go_service import (
     scratch_database,
 )
 from tests.helpers import wait_for
-from tests.stack import BIN, ROOT, Stack, environment, free_port
+from harness.stack import BIN, ROOT, Stack, environment, free_port
 
 pytestmark = pytest.mark.e2e
 RUNBOOK = ROOT / "docs" / "cutover.md"

@@ -15,7 +15,7 @@ import redis
 
 from messaging.redis import keys
 from tests.helpers import wait_for
-from tests.stack import Process, Stack, environment, free_port
+from harness.stack import Process, Stack, environment, free_port
 
 pytestmark = pytest.mark.e2e
 

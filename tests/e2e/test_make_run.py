@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.stack import ROOT, environment, free_port
+from harness.stack import ROOT, environment, free_port
 
 pytestmark = pytest.mark.e2e
 CTRL_C = b"\x03"

@@ -11,7 +11,7 @@ import requests
 
 from messaging.task_names import BATCH_TASK
 from tests.helpers import wait_for
-from tests.stack import BIN, Stack, environment, free_port
+from harness.stack import BIN, Stack, environment, free_port
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import wait_for
-from tests.stack import BIN, Stack, environment, free_port, wait_until_up
+from harness.stack import BIN, Stack, environment, free_port, wait_until_up
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import celery_app, celery_worker  # noqa: F401  (the same real worker)
-from tests.stack import Stack, environment
+from harness.stack import Stack, environment
 
 
 @pytest.fixture

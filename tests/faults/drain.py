@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.stack import environment
+from harness.stack import environment
 
 
 def insert_backlog(db, count: int) -> None:

@@ -16,7 +16,7 @@ from messaging.redis.client import create_client
 from receiver import Receiver
 from tests.faults.drain import insert_backlog, sent_count
 from tests.helpers import wait_for
-from tests.stack import BIN, free_port, wait_until_up
+from harness.stack import BIN, free_port, wait_until_up
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from tests.faults.drain import (
 )
 from tests.faults.services import PrivateRedis, TcpProxy, terminate_backends
 from tests.helpers import wait_for
-from tests.stack import free_port
+from harness.stack import free_port
 from worker.factory import DEFAULT_CONCURRENCY
 
 pytestmark = pytest.mark.e2e

@@ -30,7 +30,7 @@ from tests.faults.network import (
 )
 from tests.faults.services import TcpProxy
 from tests.helpers import wait_for
-from tests.stack import BIN, Stack, free_port
+from harness.stack import BIN, Stack, free_port
 
 pytestmark = pytest.mark.e2e
 

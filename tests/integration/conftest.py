@@ -21,7 +21,7 @@ from kombu.asynchronous import get_event_loop
 from api import close_app, create_app
 from messaging.settings import Settings
 from messaging.task_names import BATCH_TASK
-from tests.stack import broker_unreachable
+from harness.stack import broker_unreachable
 from worker import tasks
 from worker.factory import create_celery_app
 

@@ -25,7 +25,7 @@ from tests.go_service import (
     schema_of,
     scratch_database,
 )
-from tests.stack import ROOT, environment
+from harness.stack import ROOT, environment
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
 ALL_FILES = [path.name for path in migrations.migration_files()]

@@ -15,7 +15,7 @@ from messaging.delivery import rules
 from messaging.domain.message import Status
 from messaging.ops import audit
 from messaging.redis import keys
-from tests.stack import environment
+from harness.stack import environment
 
 NOW = datetime.now(timezone.utc)
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.conftest import BROKERS, broker_url
-from tests.stack import free_port
+from harness.stack import free_port
 from worker import tasks
 from worker.factory import create_celery_app
 

@@ -23,7 +23,7 @@ from messaging.ops import metrics
 from messaging.redis.shared_counts import Remembered, StatusCounts
 from messaging.settings import Settings
 from tests.helpers import wait_for
-from tests.stack import BIN, Stack, environment, free_port, wait_until_up
+from harness.stack import BIN, Stack, environment, free_port, wait_until_up
 from worker import tasks
 from worker.beat import HEARTBEAT_ENV, HeartbeatScheduler
 from worker.factory import create_celery_app

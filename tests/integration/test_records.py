@@ -19,7 +19,7 @@ from messaging.postgres import migrations
 from messaging.postgres.queries import QUERIES
 from messaging.postgres.records import BulkRetry, FailedFilter, Records
 from messaging.runtime import Runtime
-from tests.stack import free_port
+from harness.stack import free_port
 
 NOW = datetime.now(timezone.utc)
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)

@@ -1,0 +1,1 @@
+"""Real processes for the tests and the benchmark: the API, workers and beat started as the README starts them."""
