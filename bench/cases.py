@@ -27,7 +27,7 @@ HIGH_RATE_LIMIT = 1_000_000  # messages per second: set, never reached
 
 
 def limit_of(plain: float, ceiling_rate: float) -> float:
-    """One task per message: no design beats 1 / (1/floor + 1/ceiling) (SPEC 7)."""
+    """One task per message: no design beats 1 / (1/floor + 1/ceiling)."""
     return 1 / (1 / plain + 1 / ceiling_rate)
 
 def instant(where: data.Place, receiver: ReceiverProcess, *, count: int, variant: Variant,
@@ -45,7 +45,7 @@ def instant(where: data.Place, receiver: ReceiverProcess, *, count: int, variant
                         reference=f"limit {limit:,.0f} msg/s"))
         measured = [shape]
         if broker == "redis":
-            # What flow control costs per message: with a limit no drain reaches, every send asks it (SPEC 8).
+            # What flow control costs per message: with a limit no drain reaches, every send asks it.
             measured.append(replace(shape, label=f"{shape.label}, RATE_LIMIT_PER_SECOND={HIGH_RATE_LIMIT:,}",
                                     env=(("RATE_LIMIT_PER_SECOND", str(HIGH_RATE_LIMIT)),)))
         for each in measured:

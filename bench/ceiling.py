@@ -1,6 +1,6 @@
 """The ceiling: how fast Celery alone drains tasks that take one id and do nothing, with the service's worker shape.
 
-With one task per message (SPEC 5.1) no design beats both the floor (the same work without a
+With one task per message no design beats both the floor (the same work without a
 queue) and this ceiling (the queue without the work): together they bound the system at
 1 / (1/floor + 1/ceiling), the limit `make bench` holds the system to.
 """

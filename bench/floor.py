@@ -1,4 +1,4 @@
-"""The floor: a plain loop with no task queue (SPEC 7), written as carefully as the system.
+"""The floor: a plain loop with no task queue, written as carefully as the system.
 
 Each thread claims a few due messages in one statement (FOR UPDATE SKIP LOCKED), then for each
 POSTs it with the system's own kept-alive webhook client, caches the delivery in Redis and

@@ -52,7 +52,7 @@ class Settings:
     sent_response_format: str = "standard"
     log_level: str = "INFO"
     attempt_retention_days: int = 30
-    # Flow control toward the provider (SPEC 8): a shared rate limit, a circuit breaker, signatures.
+    # Flow control toward the provider: a shared rate limit, a circuit breaker, signatures.
     rate_limit_per_second: float = 0.0  # 0: off
     rate_limit_burst: int = 1
     breaker_failure_ratio: float = 0.7
@@ -105,7 +105,7 @@ class Settings:
 
 
 def _flow_control(env: _Environment) -> dict[str, Any]:
-    """SPEC 8's variables: the shared rate limit, the circuit breaker and the signing secrets."""
+    """Flow control's variables: the shared rate limit, the circuit breaker and the signing secrets."""
     return dict(
         rate_limit_per_second=env.number("RATE_LIMIT_PER_SECOND", 0.0, float, low=0, high=1_000_000),
         rate_limit_burst=env.number("RATE_LIMIT_BURST", 1, int, low=1, high=1_000_000),

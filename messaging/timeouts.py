@@ -1,4 +1,4 @@
-"""How long a process waits on PostgreSQL, Redis and the broker before giving up (SPEC 5.9, 5.10).
+"""How long a process waits on PostgreSQL, Redis and the broker before giving up.
 
 A connection whose packets are dropped without a reset (a failover, a lost NAT entry, a
 partition) blocks a read for the kernel's retransmission timeout, about 15 minutes, unless

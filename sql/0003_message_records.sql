@@ -1,4 +1,4 @@
--- Issue 12 on the messages table: status 4 (canceled), the time a scheduled send was asked
+-- The message's records on the messages table: status 4 (canceled), the time a scheduled send was asked
 -- for, the SMS encoding and segments measured at create time, and what triggers the next
 -- delivery attempt (scheduled, retry, manual). Rows from before this migration, and rows the
 -- seed's INSERT adds, have no encoding and segments stored: the service measures their

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-# Exactly what the Go service's GORM AutoMigrate creates (issue 15).
+# Exactly what the Go service's GORM AutoMigrate creates (docs/cutover.md).
 GO_TABLE = """
 CREATE TABLE "messages" ("id" uuid, "content" varchar(100) NOT NULL,
   "recipient_phone_number" varchar(20) NOT NULL, "sending_status" smallint NOT NULL,
@@ -26,6 +26,8 @@ GO_INSERT = (
 RELEASED_0001 = Path(__file__).resolve().parent / "fixtures" / "0001_messages_as_released.sql"
 # The Go service's statuses.
 PENDING, SENT, FAILED = 0, 1, 2
+# A time well before any test runs, for rows the Go service wrote.
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
 
 
 @contextmanager
@@ -88,3 +90,9 @@ def schema_of(url: str) -> dict[str, list[tuple]]:
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'messages' ORDER BY indexname"
             ).fetchall(),
         }
+
+
+def rows_of(url: str) -> dict[uuid.UUID, dict]:
+    """Every row of the messages table at `url`, by id."""
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
+        return {row["id"]: row for row in conn.execute("SELECT * FROM messages")}

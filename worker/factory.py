@@ -11,12 +11,12 @@ from messaging.settings import Settings
 from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
 
-# Threads suit sending: each task mostly waits on the webhook. Prefork with 2 processes
-# keeps only 2 POSTs in flight (about 10 msg/s against a 200 ms webhook).
+# Threads suit sending: each task mostly waits on the webhook, and prefork keeps only one POST
+# in flight per process (bench/PROFILE.md, "Figures behind the code's choices", has both).
 DEFAULT_POOL = "threads"
 # Per process. Run one worker process per core (`make run` and compose start two): a process
-# is held to about one core by the interpreter lock, and two of 32 threads beat one of 64
-# on a 2-core host in `make bench`, at the same 64 POSTs in flight.
+# is held to about one core by the interpreter lock, so two processes of 32 threads beat one
+# of 64 at the same POSTs in flight (`make bench`, "2 workers against 1").
 DEFAULT_CONCURRENCY = 32
 
 
@@ -30,8 +30,8 @@ def create_celery_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # Each thread has its next task at hand when a POST ends, instead of waiting for an ack
-        # and a fetch from Redis: +6 % against a 200 ms webhook in `make bench` (prefetch 4: no
-        # more). A crash redelivers the prefetched tasks too; they were never started, so their
+        # and a fetch from Redis (bench/PROFILE.md: 2 helps against a slow webhook, 4 no more).
+        # A crash redelivers the prefetched tasks too; they were never started, so their
         # claims return to pending and the redelivered copies find them gone.
         worker_prefetch_multiplier=2,
         # Outcomes live in PostgreSQL; no result backend.
@@ -52,7 +52,7 @@ def create_celery_app(settings: Settings) -> Celery:
         # A lost broker connection must not cancel POSTs under way: they finish and are recorded.
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # Task events cost a Redis publish (and, with kombu's Redis transport, a new client)
-        # per event, three events per task: about a third of the worker's CPU in a profile.
+        # per event, three events per task: a large share of a worker's CPU (bench/PROFILE.md).
         # Off by default; Flower switches them on while it runs (its enable_events).
         worker_send_task_events=False,
         worker_hijack_root_logger=True,

@@ -15,8 +15,8 @@ def quiet_routine_task_lines(loglevel: int | str | None = None, **_: object) -> 
     """Keep Celery's per-task lines for LOG_LEVEL=DEBUG only; their warnings and errors stay.
 
     `event=delivery` already names the message, its outcome and the POST's time. The two
-    lines more per message cost about 4 % of a worker's CPU in `make bench` and two thirds
-    of the log's volume at hundreds of messages a second.
+    lines more per message would cost a worker CPU (bench/PROFILE.md) and make up most of the
+    log's volume at hundreds of messages a second.
     """
     level = logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel
     if isinstance(level, int) and level <= logging.DEBUG:

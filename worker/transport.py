@@ -9,7 +9,7 @@ used up does nothing.
 
 The app selects this transport through `broker_transport` (worker/factory.py), so nothing of
 kombu is patched: other apps in the process keep kombu's own. Only that exact error is caught;
-tests/unit/test_transport.py reproduces the race on kombu's own class and fails if kombu changes.
+tests/integration/test_transport.py reproduces the race on kombu's own class and fails if kombu changes.
 """
 
 from __future__ import annotations
@@ -64,12 +64,10 @@ class Channel(kombu_redis.Channel):
     """kombu's channel, reusing one client per connection pool for its commands outside the consumer loop.
 
     kombu builds a new `redis.Redis` for each such command (`conn_or_acquire` with no client):
-    two or three per task (receipt bookkeeping, ack). With redis-py 8 a client costs about
-    0.17 ms of CPU to build, as much as the command. A client over a pool is thread-safe, and
+    two or three per task (receipt bookkeeping, ack), and building a client costs as much CPU
+    as the command (bench/PROFILE.md has the figures). A client over a pool is thread-safe, and
     the pool is where the connections are, so one per pool changes nothing else: a channel
-    whose pool is replaced (after a fork) gets a new client. Measured: a get and an ack of one
-    message cost 1.10 to 1.38 ms of CPU with kombu's channel, 0.63 to 0.71 ms with this one
-    (3,000 messages, three interleaved pairs); no-op tasks in `make bench`: bench/PROFILE.md.
+    whose pool is replaced (after a fork) gets a new client.
     """
 
     QoS = QoS

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 # The server cancels a statement running longer than this: well above the slowest legitimate one
-# (claiming 100,000 rows, the largest batch, takes about 3 s), so only a runaway is cut short.
+# (claiming 100,000 rows, the largest batch: bench/PROFILE.md), so only a runaway is cut short.
 STATEMENT_TIMEOUT_MS = 30_000
 
 
@@ -78,7 +78,7 @@ def check_connection(conn: psycopg.Connection) -> None:
 
     A server that ends a session (pg_terminate_backend, a restart) sends an error and closes the
     socket, which makes it readable. Pinging every connection instead (the pool's own check)
-    cost a round trip per statement, about a sixth of a send task's database time in a profile.
+    cost a round trip per statement, a sizeable share of a send task's database time (bench/PROFILE.md).
     """
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("connection is closed")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.helpers import wait_for
 from harness.stack import ROOT, environment, free_port
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.compose, pytest.mark.timeout(900)]
 FLOWER_AUTH = ("smoke", "test-password")

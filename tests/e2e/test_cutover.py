@@ -17,6 +17,7 @@ import pytest
 import redis
 import requests
 
+from harness.stack import BIN, ROOT, Stack, environment, free_port
 from tests.conftest import POSTGRES_URL
 from tests.go_service import (
     FAILED,
@@ -27,7 +28,6 @@ from tests.go_service import (
     scratch_database,
 )
 from tests.helpers import wait_for
-from harness.stack import BIN, ROOT, Stack, environment, free_port
 
 pytestmark = pytest.mark.e2e
 RUNBOOK = ROOT / "docs" / "cutover.md"

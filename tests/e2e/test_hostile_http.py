@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pytest
 import redis
 
+from harness.stack import Process, Stack, environment, free_port
 from messaging.redis import keys
 from tests.helpers import wait_for
-from harness.stack import Process, Stack, environment, free_port
 
 pytestmark = pytest.mark.e2e
 

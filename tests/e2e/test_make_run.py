@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import wait_for
 from harness.stack import ROOT, environment, free_port
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 CTRL_C = b"\x03"

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from harness.stack import BIN, Stack, environment, free_port
 from messaging.task_names import BATCH_TASK
 from tests.helpers import wait_for
-from harness.stack import BIN, Stack, environment, free_port
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -63,9 +63,15 @@ def test_the_whole_system_sends_two_per_interval_oldest_first_and_stops(stack, m
 
     wait_for(lambda: requests.get(f"{api}/messaging/status", timeout=5).json()["counts"]["sent"] == 6, what="records")
     page = requests.get(f"{api}/messaging/sent", params={"limit": 4, "offset": 0}, timeout=5).json()
-    assert page["pagination"] == {"limit": 4, "offset": 0, "total": 6, "next_cursor": page["pagination"]["next_cursor"]}
-    assert [m["id"] for m in page["data"]] == [m["id"] for m in sorted(page["data"], key=lambda m: m["sent_at"], reverse=True)]
-    assert all(m["status"] == "sent" and m["webhook_message_id"] for m in page["data"])
+    cursor = page["pagination"].pop("next_cursor")
+    assert page["pagination"] == {"limit": 4, "offset": 0, "total": 6}
+    assert isinstance(cursor, str) and cursor, "six sent, four shown: there is a next page"
+    rest = requests.get(f"{api}/messaging/sent", params={"limit": 4, "cursor": cursor}, timeout=5).json()
+    assert rest["pagination"]["next_cursor"] is None
+    listed = page["data"] + rest["data"]
+    assert sorted(m["id"] for m in listed) == sorted(ids), "every sent message once, across the two pages"
+    assert [m["id"] for m in listed] == [m["id"] for m in sorted(listed, key=lambda m: (m["sent_at"], m["id"]), reverse=True)]
+    assert all(m["status"] == "sent" and m["webhook_message_id"] for m in listed)
 
     assert requests.post(f"{api}/messaging/stop", timeout=5).json()["enabled"] is False
     make_message()

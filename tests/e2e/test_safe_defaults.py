@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import wait_for
 from harness.stack import BIN, Stack, environment, free_port, wait_until_up
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

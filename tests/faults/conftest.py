@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import celery_app, celery_worker  # noqa: F401  (the same real worker)
 from harness.stack import Stack, environment
+from tests.integration.conftest import celery_app, celery_worker  # noqa: F401  (the same real worker)
 
 
 @pytest.fixture

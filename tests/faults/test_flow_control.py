@@ -1,4 +1,4 @@
-"""Flow control toward the provider (SPEC 8) with real processes: the shared rate limit measured at the
+"""Flow control toward the provider with real processes: the shared rate limit measured at the
 receiver, the circuit breaker through a provider outage (503s, then connection refused), and a 429's
 pause honoured by every worker."""
 
@@ -11,12 +11,12 @@ from collections import Counter
 import pytest
 import requests
 
+from harness.stack import BIN, free_port, wait_until_up
 from messaging.redis import flow, keys
 from messaging.redis.client import create_client
 from receiver import Receiver
 from tests.faults.drain import insert_backlog, sent_count
 from tests.helpers import wait_for
-from harness.stack import BIN, free_port, wait_until_up
 
 pytestmark = pytest.mark.e2e
 

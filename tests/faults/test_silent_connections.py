@@ -1,4 +1,4 @@
-"""SPEC 5.10: a connection that goes silent (packets dropped, no reset: a failover, a lost NAT entry,
+"""A connection that goes silent (packets dropped, no reset: a failover, a lost NAT entry,
 a partition) is noticed within about 15 s; the drain resumes by itself, loses and repeats nothing,
 and SIGTERM still ends every process within the webhook timeout plus 5 s.
 
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
+from harness.stack import BIN, Stack, free_port
 from tests.faults.drain import assert_all_delivered, insert_backlog, sent_count
 from tests.faults.network import (
     Namespace,
@@ -30,12 +31,11 @@ from tests.faults.network import (
 )
 from tests.faults.services import TcpProxy
 from tests.helpers import wait_for
-from harness.stack import BIN, Stack, free_port
 
 pytestmark = pytest.mark.e2e
 
 BACKLOG = 1500
-# SPEC 5.10: a silent connection is noticed "within about 15 s".
+# The guarantee: a silent connection is noticed within about 15 s (messaging/timeouts.py).
 DETECTION_SECONDS = 15
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
@@ -101,7 +101,7 @@ def assert_resumed_in_time(receiver, since: float) -> None:
 
 
 def assert_stops_in_time(stack: Stack, webhook_timeout: float) -> None:
-    """SIGTERM ends every process within the webhook timeout plus 5 s (SPEC 5.10)."""
+    """SIGTERM ends every process within the webhook timeout plus 5 s ."""
     bound = webhook_timeout + 5
     signalled_at = time.monotonic()
     for process in stack.processes:

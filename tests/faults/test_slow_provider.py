@@ -1,4 +1,4 @@
-"""A provider that trickles its answer (SPEC 5.9): each POST is cut at the webhook timeout of wall
+"""A provider that trickles its answer: each POST is cut at the webhook timeout of wall
 clock, so no claim expires under an open POST and no message is ever POSTed twice at once."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def test_a_trickling_provider_never_has_two_posts_of_one_message_open_at_once(fa
     # far beyond the 2 s claim timeout.
     receiver.set_behaviour(trickle_ms=200)
     insert_backlog(db, 20)
-    # Every POST times out: the circuit breaker would rightly open (SPEC 8); repeated attempts are the point here.
+    # Every POST times out: the circuit breaker would rightly open; repeated attempts are the point here.
     stack = make_stack(
         **{**fault_env, "WEBHOOK_TIMEOUT_SECONDS": 1, "CLAIM_TIMEOUT_SECONDS": 2, "MAX_ATTEMPTS": 100, "BREAKER_MIN_CALLS": 1000}
     )

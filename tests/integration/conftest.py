@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
+import redis
 from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import WorkerShutdown
@@ -19,9 +20,10 @@ from kombu import Exchange, Queue
 from kombu.asynchronous import get_event_loop
 
 from api import close_app, create_app
+from harness.stack import broker_unreachable
 from messaging.settings import Settings
 from messaging.task_names import BATCH_TASK
-from harness.stack import broker_unreachable
+from tests.integration.api_support import TOKEN
 from worker import tasks
 from worker.factory import create_celery_app
 
@@ -143,3 +145,25 @@ def shared_app(base_settings) -> Iterator[Callable[..., Flask]]:
 @pytest.fixture
 def client(shared_app, settings) -> FlaskClient:
     return shared_app().test_client()
+
+
+@pytest.fixture
+def token_client(shared_app, settings) -> FlaskClient:
+    """A client of the shared app with API_TOKEN set to api_support.TOKEN."""
+    return shared_app(api_token=TOKEN).test_client()
+
+
+@pytest.fixture
+def cache(settings) -> Iterator[redis.Redis]:
+    """A plain Redis client on the test run's db, for arranging and checking keys."""
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def document(client) -> dict:
+    """The OpenAPI document the app serves."""
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response.is_json
+    return response.get_json()

@@ -1,4 +1,4 @@
-"""Issue 12 over HTTP: scheduled sends, encoding and segments, cancel, attempt history, bulk retry."""
+"""A message's records over HTTP: scheduled sends, encoding and segments, cancel, attempt history, bulk retry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from messaging.domain.message import Status
-from tests.integration.test_api import PHONE, T0, error_of, row
+from tests.integration.api_support import PHONE, T0, error_of, row
 
 NOW = datetime.now(timezone.utc)
 ZONED = "Must be an ISO 8601 date and time with a time zone, such as 2026-12-01T09:00:00+03:00."
@@ -65,7 +65,7 @@ def test_whitespace_only_content_answers_422(client, db, content):
     response = create(client, content=content)
 
     assert response.status_code == 422
-    # The schema refuses it before the domain's own rule (messaging/submission.py) is reached.
+    # The schema refuses it before the domain's own rule (messaging/domain/content.py) is reached.
     assert error_of(response)["fields"] == {"content": ["Must hold a character that is not whitespace, and no NUL."]}
     assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 0
 

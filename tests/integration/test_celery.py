@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness.stack import free_port
 from tests.helpers import wait_for
 from tests.integration.conftest import BROKERS, broker_url
-from harness.stack import free_port
 from worker import tasks
 from worker.factory import create_celery_app
 

@@ -1,4 +1,4 @@
-"""SPEC 5.9, 5.10: the bounds on every wait reach the real sockets and sessions, not only the settings.
+"""The bounds on every wait reach the real sockets and sessions, not only the settings.
 
 tests/faults/test_silent_connections.py shows what they do for a silent connection; this checks
 that each kind of connection the service opens carries them."""

@@ -1,4 +1,4 @@
-"""What an operator sees of flow control (SPEC 8): the breaker and the rate limit in GET /messaging/status
+"""What an operator sees of flow control: the breaker and the rate limit in GET /messaging/status
 and /metrics, and POST /messaging/start closing an open breaker by hand."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from api import close_app, create_app
 from messaging.delivery.ports import Verdict
 from messaging.redis.flow import RedisFlowControl
-from tests.integration.test_operations import scrape
+from tests.integration.api_support import scrape
 
 
 @pytest.fixture

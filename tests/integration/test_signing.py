@@ -1,4 +1,4 @@
-"""Signed requests (SPEC 8): Standard Webhooks headers over the exact bytes sent, checked with the
+"""Signed requests: Standard Webhooks headers over the exact bytes sent, checked with the
 official package's own `verify()`; the demo receiver verifies them when given the secret."""
 
 from __future__ import annotations

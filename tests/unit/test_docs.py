@@ -71,3 +71,28 @@ def test_the_files_that_point_into_docs_find_their_page():
     for pointer in ("docker-compose.yml",):
         for page in re.findall(r"docs/[\w-]+\.md", (ROOT / pointer).read_text()):
             assert (ROOT / page).exists(), f"{pointer} points to {page}"
+
+
+# A path into this repository, as the prose and the comments name one: a top-level folder of ours,
+# then a file (`messaging/redis/flow.py`, `tests/unit/test_docs.py::test_every_relative_link_leads_to_a_file_that_exists`) or a folder.
+OUR_FOLDERS = "|".join(sorted(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")))
+NAMED_PATH = re.compile(rf"(?<![\w./-])((?:{OUR_FOLDERS})/[\w./-]*[\w/])(?:::(\w+))?")
+BARE_TEST = re.compile(r"(?<!::)`(test_\w+)`")
+SOURCES = [*DOCUMENTS, *(ROOT / "bench").glob("*.md"),
+           *(path for folder in ("messaging", "api", "worker", "bench", "harness", "localrun", "receiver", "tests")
+             for path in (ROOT / folder).rglob("*") if path.suffix in {".py", ".sql", ".lua"})]  # fmt: skip
+
+
+def test_every_path_the_docs_and_the_comments_name_exists_and_every_test_they_name_is_defined():
+    defined = {match for path in (ROOT / "tests").rglob("test_*.py") for match in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    missing = []
+    for source in SOURCES:
+        text = source.read_text()
+        for path, test in NAMED_PATH.findall(text):
+            target = ROOT / path.rstrip(".")
+            if not target.exists():
+                missing.append(f"{source.relative_to(ROOT)} names {path}")
+            elif test and not re.search(rf"^def {test}\(", target.read_text(), re.M):
+                missing.append(f"{source.relative_to(ROOT)} names {path}::{test}")
+        missing += [f"{source.relative_to(ROOT)} names {name}" for name in BARE_TEST.findall(text) if name not in defined]
+    assert not missing, "\n".join(missing)

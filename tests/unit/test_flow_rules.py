@@ -1,4 +1,4 @@
-"""The delivery rules' side of flow control (SPEC 8), with a fake of the port they own: what is held
+"""The delivery rules' side of flow control, with a fake of the port they own: what is held
 back, what counts for the breaker, what pauses everyone, and what a batch claims."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from messaging.delivery.ports import (
 from messaging.delivery.rules import Outcome
 from messaging.domain.message import Status
 from messaging.errors import CacheUnavailable
-from tests.unit.test_delivery_rules import (
+from tests.unit.fakes import (
     PERMANENT,
     SETTINGS,
-    FakeSharedState,
-    FakeRecords,
     FakeProvider,
+    FakeRecords,
+    FakeSharedState,
     transient,
 )
 

@@ -1,4 +1,4 @@
-"""SPEC 8's settings: the rate limit, the breaker and the signing secrets, read and validated at start."""
+"""Flow control's settings: the rate limit, the breaker and the signing secrets, read and validated at start."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Whatever a provider sends back is parsed without failing the task (SPEC 5.11): property-based."""
+"""Whatever a provider sends back is parsed without failing the task: property-based."""
 
 from __future__ import annotations
 
