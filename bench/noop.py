@@ -9,23 +9,10 @@ from __future__ import annotations
 from celery import Celery
 
 from messaging.settings import Settings
-from worker import app_from_env
+from worker import lazy_app
 from worker.factory import create_celery_app
 
 NOOP_TASK = "bench.noop"
-
-_app: Celery | None = None
-
-
-def __getattr__(name: str) -> Celery:
-    """The app, built on first access as `worker.app` is: importing this module reads nothing."""
-    global _app
-    if name != "app":
-        raise AttributeError(name)
-    if _app is None:
-        _app = app_from_env(create_noop_app)
-    return _app
-
 
 def create_noop_app(settings: Settings) -> Celery:
     app = create_celery_app(settings)
@@ -37,3 +24,7 @@ def create_noop_app(settings: Settings) -> Celery:
 
 def noop(message_id: str) -> None:
     """Nothing: what one task per message costs before any of its work."""
+
+
+# The app, built on first access as `worker.app` is: importing this module reads nothing.
+__getattr__ = lazy_app(create_noop_app)

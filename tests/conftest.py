@@ -15,6 +15,7 @@ from messaging.postgres import migrations
 from messaging.runtime import Runtime
 from messaging.settings import Settings
 from receiver import Receiver
+from tests.go_service import create_go_table, scratch_database
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -129,3 +130,11 @@ def make_message(db: psycopg.Connection):
         return db.execute(query, values).fetchone()["id"]
 
     return make
+
+
+@pytest.fixture
+def go_database() -> Iterator[str]:
+    """A scratch database holding the Go service's table, as it left it; dropped after the test."""
+    with scratch_database(POSTGRES_URL) as url:
+        create_go_table(url)
+        yield url

@@ -15,16 +15,20 @@ from messaging.errors import SettingsError
 from messaging.settings import Settings
 from worker.factory import create_celery_app
 
-_app: Celery | None = None
 
+def lazy_app(create: Callable[[Settings], Celery]) -> Callable[[str], Celery]:
+    """A module `__getattr__` that builds the module's `app` with `create` on first access, from the
+    environment's settings: importing the module reads nothing and connects to nothing."""
+    built: list[Celery] = []
 
-def __getattr__(name: str) -> Celery:
-    global _app
-    if name != "app":
-        raise AttributeError(name)
-    if _app is None:
-        _app = app_from_env(create_celery_app)
-    return _app
+    def __getattr__(name: str) -> Celery:
+        if name != "app":
+            raise AttributeError(name)
+        if not built:
+            built.append(app_from_env(create))
+        return built[0]
+
+    return __getattr__
 
 
 def app_from_env(create: Callable[[Settings], Celery]) -> Celery:
@@ -36,4 +40,6 @@ def app_from_env(create: Callable[[Settings], Celery]) -> Celery:
     return create(settings)
 
 
-__all__ = ["app", "app_from_env", "create_celery_app"]
+__getattr__ = lazy_app(create_celery_app)
+
+__all__ = ["app", "app_from_env", "create_celery_app", "lazy_app"]

@@ -1,7 +1,7 @@
 """What the delivery rules need from the world, as protocols and the values that cross them.
 
-The adapters implement these: PostgreSQL's `Records`, Redis's shared state and flow control,
-the provider's webhook client. Unit tests pass fakes of their own.
+The adapters implement these: PostgreSQL's `Records` (the `Claims` port), Redis's shared state
+and flow control, the provider's webhook client. Unit tests pass fakes of their own.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ class Admission:
 GO = Admission(go=True)
 
 
-class Records(Protocol):
-    """The messages table, as the rules use it (messaging.postgres.records.Records)."""
+class Claims(Protocol):
+    """A claim's statements on the messages table, as the rules use them (messaging.postgres.records.Records)."""
 
     def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]: ...
     def claim_due(self, limit: int) -> list[Claim]: ...
@@ -187,7 +187,7 @@ class Ports:
     """Everything the rules talk to; messaging.runtime wires the real ones, unit tests fakes."""
 
     settings: Settings
-    records: Records
+    claims: Claims
     shared: SharedState
     provider: Provider
     flow: FlowControl = field(default_factory=Unlimited)

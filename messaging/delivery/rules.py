@@ -69,7 +69,7 @@ def run_batch(ports: Ports, enqueue: Enqueue) -> BatchResult:
     """Return stale claims; then, while enabled, claim due messages and hand them to `enqueue`."""
     settings = ports.settings
     # Stale claims go back even while sending is stopped: nothing stays in `sending`.
-    recovered = ports.records.recover_stale_claims(settings.claim_timeout_seconds, settings.max_attempts)
+    recovered = ports.claims.recover_stale_claims(settings.claim_timeout_seconds, settings.max_attempts)
     for message_id in recovered:
         log.warning("event=claim_expired %s", fields(message_id=message_id))
     if not ports.shared.is_enabled():
@@ -77,7 +77,7 @@ def run_batch(ports: Ports, enqueue: Enqueue) -> BatchResult:
     # No more than flow control lets through before the next batch: an open breaker or a pause
     # claims nothing, a rate limit what it allows, instead of claims that would only go back.
     limit = ports.flow.claimable(settings.send_batch_size, settings.send_interval_seconds)
-    claims = ports.records.claim_due(limit) if limit else []
+    claims = ports.claims.claim_due(limit) if limit else []
     if claims:
         _hand_over(ports, claims, enqueue)
     ports.shared.count_batch(len(claims), len(recovered))
@@ -92,7 +92,7 @@ def _hand_over(ports: Ports, claims: list[Claim], enqueue: Enqueue) -> None:
     except BrokerUnavailable:
         # A task that did get through finds its claim gone and sends nothing.
         for claim in claims:
-            ports.records.release_claim(claim.message_id, claim.token)
+            ports.claims.release_claim(claim.message_id, claim.token)
         raise
 
 
@@ -100,16 +100,16 @@ def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     """Send one claimed message at most once per claim and record the outcome."""
     preflight = _preflight(ports, message_id)
     if not preflight.enabled:
-        released = ports.records.release_claim(message_id, token)
+        released = ports.claims.release_claim(message_id, token)
         return _finish(ports, message_id, Outcome.RELEASED if released else Outcome.SKIPPED)
     cached = preflight.cached
     if cached is not None:
-        recorded = ports.records.mark_sent(message_id, token, cached.sent_at, cached.webhook_message_id, attempted=False)
+        recorded = ports.claims.mark_sent(message_id, token, cached.sent_at, cached.webhook_message_id, attempted=False)
         return _finish(ports, message_id, Outcome.ALREADY_SENT if recorded else Outcome.SKIPPED)
     admission = _admit(ports, token, preflight.flow_clear)
     if not admission.go:
         return _hold(ports, message_id, token, admission)
-    outgoing = ports.records.start_sending(message_id, token)
+    outgoing = ports.claims.start_sending(message_id, token)
     if outgoing is None:
         ports.flow.record(admission, Verdict.NEITHER)
         return _finish(ports, message_id, Outcome.SKIPPED)
@@ -148,7 +148,7 @@ def _admit(ports: Ports, token: UUID, clear: bool) -> Admission:
 
 def _hold(ports: Ports, message_id: UUID, token: UUID, admission: Admission) -> Report:
     """Back to pending unsent and uncounted, due again when flow control says it may go."""
-    held = ports.records.release_claim(message_id, token, delay_seconds=admission.wait_seconds)
+    held = ports.claims.release_claim(message_id, token, delay_seconds=admission.wait_seconds)
     if not held:
         return _finish(ports, message_id, Outcome.SKIPPED)
     return _finish(
@@ -177,7 +177,7 @@ def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Acc
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
     attempt = _attempt_record(outgoing, started_at, accepted.seconds, accepted.status_code, answer=accepted.answer)
     _with_db_retries(
-        lambda: ports.records.mark_sent(
+        lambda: ports.claims.mark_sent(
             outgoing.id, token, delivery.sent_at, delivery.webhook_message_id, attempted=True, attempt=attempt
         )
     )
@@ -208,7 +208,7 @@ def _record_failure(
         answer=failure.answer,
     )
     status = _with_db_retries(
-        lambda: ports.records.record_failed_attempt(
+        lambda: ports.claims.record_failed_attempt(
             outgoing.id,
             token,
             error=failure.reason,

@@ -36,7 +36,7 @@ class _Collector:
             postgres_pool.ping(self.pool)
             messages = GaugeMetricFamily(
                 "messaging_messages", f"Messages by delivery status, counted at most {MAX_AGE_SECONDS:g} s ago "
-                f"({RECOUNT_COST_FACTOR}x the count's time if longer).", labels=["status"]
+                f"({2 * RECOUNT_COST_FACTOR}x the count's time if longer).", labels=["status"]
             )
             for status, total in self.counts.get().items():
                 messages.add_metric([status.label], total)

@@ -25,9 +25,9 @@ RESULT_POLL_SECONDS = 0.02
 # took: a count that scans for seconds would otherwise keep a small database busy most of the time.
 RECOUNT_COST_FACTOR = 10
 COST_TTL_SECONDS = 86_400
-# The counts by status are at most this old, or RECOUNT_COST_FACTOR times what counting takes if
-# that is longer. Counting scans the table, so an open endpoint must not run it per request, nor
-# make a request wait for it.
+# The counts by status are at most this old, or twice RECOUNT_COST_FACTOR times what counting takes
+# if that is longer (a result lives two periods). Counting scans the table, so an open endpoint
+# must not run it per request, nor make a request wait for it.
 MAX_AGE_SECONDS = 5.0
 # A list's total is exact up to this many messages; above, a count at most TOTAL_MAX_AGE_SECONDS old.
 EXACT_TOTAL_UP_TO = 10_000

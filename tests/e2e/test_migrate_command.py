@@ -18,7 +18,6 @@ from tests.go_service import (
     PENDING,
     SENT,
     T0,
-    create_go_table,
     create_released_database,
     insert_go_row,
     rows_of,
@@ -26,13 +25,6 @@ from tests.go_service import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def go_database():
-    with scratch_database(POSTGRES_URL) as url:
-        create_go_table(url)
-        yield url
 
 
 def run_migrate(url: str) -> subprocess.CompletedProcess:

@@ -21,6 +21,7 @@ from kombu.asynchronous import get_event_loop
 
 from api import close_app, create_app
 from harness.stack import broker_unreachable
+from messaging.redis.flow import RedisFlowControl
 from messaging.settings import Settings
 from messaging.task_names import BATCH_TASK
 from tests.integration.api_support import TOKEN
@@ -167,3 +168,16 @@ def document(client) -> dict:
     response = client.get("/openapi.json")
     assert response.status_code == 200 and response.is_json
     return response.get_json()
+
+
+@pytest.fixture
+def make_flow(cache, settings) -> Callable[..., RedisFlowControl]:
+    """`make_flow(**changes)`: flow control over the test run's Redis, a breaker that opens after 5 calls."""
+
+    def make(*, hold_in_task_seconds: float = 0.0, **changes) -> RedisFlowControl:
+        defaults = dict(breaker_min_calls=5, breaker_failure_ratio=0.7, breaker_open_seconds=0.3, retry_max_seconds=600)
+        return RedisFlowControl(
+            cache, replace(settings, **{**defaults, **changes}), hold_in_task_seconds=hold_in_task_seconds
+        )
+
+    return make

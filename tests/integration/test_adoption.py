@@ -28,13 +28,6 @@ from tests.go_service import (
 ALL_FILES = [path.name for path in migrations.migration_files()]
 
 
-@pytest.fixture
-def go_database():
-    with scratch_database(POSTGRES_URL) as url:
-        create_go_table(url)
-        yield url
-
-
 def test_migrate_adopts_the_go_table_keeping_every_row_id_time_and_status(go_database):
     with psycopg.connect(go_database, autocommit=True) as conn:
         pending = insert_go_row(conn, status=PENDING, created_at=T0)

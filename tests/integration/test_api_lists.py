@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from api import cursors
 from messaging.domain.message import Status
@@ -246,20 +243,6 @@ def test_an_issued_cursor_changed_by_hand_answers_400(client, make_message, path
     tampered = f"{int(micros) - 1_000_000}_{rest}"
 
     assert client.get(f"{path}?cursor={tampered}").status_code == 400
-
-
-@given(
-    moment=st.datetimes(timezones=st.just(timezone.utc)),
-    message_id=st.uuids(),
-    offset=st.integers(min_value=0, max_value=2**31 + 100),
-)
-def test_a_cursor_names_exactly_the_row_or_offset_it_was_made_from_in_its_own_list(moment, message_id, offset):
-    for cursor in (cursors.Keyset(moment, message_id), cursors.Offset(offset)):
-        text = cursors.encode(cursor, "sent")
-        assert re.fullmatch(cursors.PATTERN, text)
-        assert cursors.decode(text, "sent") == cursor
-        with pytest.raises(ValueError):
-            cursors.decode(text, "failed")
 
 
 @LISTS

@@ -1,5 +1,5 @@
-"""messaging.redis.flow and breaker against a real Redis: the GCRA limit, the breaker's transitions (made once, by one
-caller, among many at the same moment), the provider's pause, and what each costs in round trips."""
+"""messaging.redis.flow against a real Redis: the GCRA limit, the provider's pause, and what a send
+costs in round trips. The breaker's transitions are in test_breaker.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -17,89 +16,18 @@ from messaging.delivery.ports import Admission, Verdict
 from messaging.errors import CacheUnavailable
 from messaging.redis import flow, keys
 from messaging.redis.breaker import Breaker
-from messaging.redis.client import create_client
 from messaging.redis.counters import Counters
 from messaging.redis.delivery_cache import DeliveryCache
 from messaging.redis.flow import RedisFlowControl
 from messaging.redis.shared_state import RedisSharedState
 from messaging.redis.switch import Switch
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def client(redis_url):
-    opened = create_client(redis_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def make_flow(client, settings):
-    def make(*, hold_in_task_seconds: float = 0.0, **changes) -> RedisFlowControl:
-        defaults = dict(breaker_min_calls=5, breaker_failure_ratio=0.7, breaker_open_seconds=0.3, retry_max_seconds=600)
-        return RedisFlowControl(
-            client, replace(settings, **{**defaults, **changes}), hold_in_task_seconds=hold_in_task_seconds
-        )
-
-    return make
-
-
-def admit(control: RedisFlowControl, clear: bool = False) -> Admission:
-    return control.admit(uuid.uuid4(), clear=clear)
-
-
-def admit_together(control: RedisFlowControl, count: int) -> list[Admission]:
-    """`count` admissions at the same moment, as many workers would ask."""
-    start = threading.Barrier(count)
-
-    def one(_: int) -> Admission:
-        start.wait()
-        return admit(control)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
-
-
-def open_breaker(control: RedisFlowControl) -> None:
-    for admission in [admit(control) for _ in range(5)]:
-        control.record(admission, Verdict.FAILING, why="HTTP 503")
-    assert Breaker(control.client).status().state == "open"
-
-
-def make_healthy(control: RedisFlowControl) -> Admission:
-    """Successes until the window shows the provider healthy; the first admission that is not counted."""
-    for _ in range(10):
-        admission = admit(control)
-        if admission.lease.kind == "free":
-            return admission
-        control.record(admission, Verdict.HEALTHY)
-    raise AssertionError("ten successes and still counted")
-
-
-def transitions(caplog, event: str) -> int:
-    return sum(f"event={event}" in record.getMessage() for record in caplog.records)
-
-
-class CountingClient(redis.Redis):
-    """Counts round trips: commands sent alone and pipelines."""
-
-    round_trips = 0
-
-    def execute_command(self, *args, **options):
-        CountingClient.round_trips += 1
-        return super().execute_command(*args, **options)
-
-    def pipeline(self, *args, **kwargs):
-        pipe = super().pipeline(*args, **kwargs)
-        run = pipe.execute
-
-        def execute(*a, **k):
-            CountingClient.round_trips += 1
-            return run(*a, **k)
-
-        pipe.execute = execute
-        return pipe
-
+from tests.integration.flow_support import (
+    CountingClient,
+    admit,
+    make_healthy,
+    transitions,
+)
 
 # The rate limit ---------------------------------------------------------------------------------
 
@@ -141,7 +69,7 @@ def test_a_slot_within_the_hold_is_waited_for_in_the_task(make_flow):
     assert 0.15 <= time.monotonic() - started <= 0.5
 
 
-def test_a_wait_that_overran_its_slot_takes_a_new_one(make_flow, monkeypatch, client):
+def test_a_wait_that_overran_its_slot_takes_a_new_one(make_flow, monkeypatch, cache):
     control = make_flow(rate_limit_per_second=5, rate_limit_burst=1, hold_in_task_seconds=1.0)
     assert admit(control).go
     sleep = time.sleep
@@ -150,7 +78,7 @@ def test_a_wait_that_overran_its_slot_takes_a_new_one(make_flow, monkeypatch, cl
     started = time.monotonic()
     control.wait_for_slot(admit(control))
     assert 0.45 <= time.monotonic() - started <= 0.7, "its slot at 200 ms given up; a new one, free at once at 500 ms"
-    tat = float(client.get(keys.FLOW_TAT)) - time.time()
+    tat = float(cache.get(keys.FLOW_TAT)) - time.time()
     assert 0.1 <= tat <= 0.2, "the new slot is spent: the next one is 200 ms after it"
 
 
@@ -168,114 +96,6 @@ def test_a_batch_counts_the_time_its_sends_may_wait_for_their_slots(make_flow):
 
 
 # The breaker -------------------------------------------------------------------------------------
-
-
-def test_from_cold_no_more_go_than_could_all_fail_without_opening_the_breaker(make_flow):
-    control = make_flow()
-    answers = admit_together(control, 20)
-    assert sum(a.go for a in answers) == 5
-    assert {a.reason for a in answers if not a.go} == {"breaker_watching"}
-
-
-def test_min_calls_failures_open_it_once_whoever_records_them(make_flow, caplog):
-    control = make_flow()
-    admitted = [admit(control) for _ in range(5)]
-    with caplog.at_level(logging.INFO, logger="messaging.redis"), ThreadPoolExecutor(5) as pool:
-        list(pool.map(lambda a: control.record(a, Verdict.FAILING, why="HTTP 503 Service Unavailable"), admitted))
-    status = Breaker(control.client).status()
-    assert status.state == "open"
-    assert status.why == "5 of 5 deliveries in the last 300s failed; last: HTTP 503 Service Unavailable"
-    assert transitions(caplog, "breaker_opened") == 1
-
-
-def test_failures_among_enough_successes_do_not_open_it(make_flow):
-    control = make_flow()
-    for _ in range(10):
-        control.record(admit(control), Verdict.HEALTHY)
-    for _ in range(23):  # 23 of 33 is below 0.7
-        control.record(Admission(go=True), Verdict.FAILING, why="HTTP 503")
-    assert Breaker(control.client).status().state == "closed"
-    control.record(Admission(go=True), Verdict.FAILING, why="HTTP 503")  # 24 of 34 is not
-    assert Breaker(control.client).status().state == "open"
-
-
-def test_permanent_failures_count_for_nothing(make_flow):
-    control = make_flow()
-    for _ in range(20):
-        control.record(admit(control), Verdict.NEITHER)
-    assert Breaker(control.client).status().state == "closed"
-    assert sum(admit(control).go for _ in range(5)) == 5, "their admissions were given back"
-
-
-def test_while_open_nothing_goes_and_a_batch_claims_nothing(make_flow):
-    control = make_flow(breaker_open_seconds=30)
-    open_breaker(control)
-    held = admit(control)
-    assert (held.go, held.reason) == (False, "breaker_open")
-    assert 29 <= held.wait_seconds <= 30
-    assert control.claimable(100, 1.0) == 0
-
-
-def test_after_the_open_time_exactly_one_probe_goes_among_many_callers(make_flow, caplog):
-    control = make_flow()
-    open_breaker(control)
-    time.sleep(0.35)
-    assert control.claimable(100, 1.0) == 1, "the batch claims one message for the probe"
-    with caplog.at_level(logging.INFO, logger="messaging.redis"):
-        answers = admit_together(control, 20)
-    assert sum(a.go for a in answers) == 1
-    assert {a.reason for a in answers if not a.go} == {"breaker_half_open"}
-    assert Breaker(control.client).status().state == "half_open" and transitions(caplog, "breaker_half_open") == 1
-    assert control.claimable(100, 1.0) == 0, "nothing more while the probe is under way"
-
-
-def test_a_successful_probe_closes_it(make_flow, caplog):
-    control = make_flow()
-    open_breaker(control)
-    time.sleep(0.35)
-    probe = admit(control)
-    with caplog.at_level(logging.INFO, logger="messaging.redis"):
-        control.record(probe, Verdict.HEALTHY)
-    assert Breaker(control.client).status().state == "closed"
-    assert transitions(caplog, "breaker_closed") == 1
-
-
-def test_a_failed_probe_reopens_it_for_twice_as_long_up_to_retry_max(make_flow):
-    control = make_flow(breaker_open_seconds=0.2, retry_max_seconds=0.5)
-    open_breaker(control)
-    waits = []
-    for _ in range(3):
-        time.sleep(float(control.client.hget(keys.FLOW_BREAKER, "open_seconds")) + 0.05)
-        control.record(admit(control), Verdict.FAILING, why="HTTP 503")
-        waits.append(float(control.client.hget(keys.FLOW_BREAKER, "open_seconds")))
-        assert Breaker(control.client).status().why == "the probe delivery failed: HTTP 503"
-    assert waits == [0.4, 0.5, 0.5]
-
-
-def test_a_probe_whose_worker_died_lets_another_probe_go_after_its_lease(make_flow, monkeypatch):
-    monkeypatch.setattr(flow, "LEASE_MARGIN_SECONDS", 0.0)
-    control = make_flow(webhook_timeout_seconds=0.2)
-    open_breaker(control)
-    time.sleep(0.35)
-    assert admit(control).go  # ... and never answers
-    assert not admit(control).go
-    time.sleep(0.25)
-    assert admit(control).go
-
-
-def test_start_closes_an_open_breaker_by_hand(make_flow, caplog):
-    control = make_flow(breaker_open_seconds=30)
-    assert not Breaker(control.client).close_by_hand()
-    open_breaker(control)
-    with caplog.at_level(logging.INFO, logger="messaging.redis"):
-        assert Breaker(control.client).close_by_hand()
-    status = Breaker(control.client).status()
-    assert (status.state, status.why) == ("closed", "closed by hand (POST /messaging/start)")
-    assert transitions(caplog, "breaker_closed") == 1
-    assert admit(control).go
-
-
-# The provider's pause ----------------------------------------------------------------------------
 
 
 def test_a_pause_holds_every_send_until_it_ends_and_a_shorter_one_does_not_shorten_it(make_flow, caplog):
@@ -314,20 +134,20 @@ def test_healthy_a_send_costs_no_round_trip_of_its_own_and_one_with_a_limit(make
     assert CountingClient.round_trips == 50 * per_send, "the preflight MGET each, and the limit's script"
 
 
-def test_a_failure_makes_sends_ask_again(make_flow, client):
+def test_a_failure_makes_sends_ask_again(make_flow, cache):
     control = make_flow()
     admission = make_healthy(control)
-    assert client.exists(keys.FLOW_CLEAR)
+    assert cache.exists(keys.FLOW_CLEAR)
     control.record(admission, Verdict.FAILING, why="HTTP 503")
-    assert not client.exists(keys.FLOW_CLEAR)
+    assert not cache.exists(keys.FLOW_CLEAR)
 
 
-def test_successes_counted_in_the_process_reach_the_window_once_a_second(make_flow, client, monkeypatch):
+def test_successes_counted_in_the_process_reach_the_window_once_a_second(make_flow, cache, monkeypatch):
     control = make_flow()
     free = make_healthy(control)
 
     def successes() -> int:
-        return sum(int(v) for k, v in client.hgetall(keys.FLOW_CALLS).items() if k.endswith(":s"))
+        return sum(int(v) for k, v in cache.hgetall(keys.FLOW_CALLS).items() if k.endswith(":s"))
 
     counted = successes()
     assert counted == 3, "with 5 calls to open at 0.7, 3 successes show it healthy"

@@ -35,7 +35,7 @@ class Row:
 
 
 @dataclass
-class FakeRecords:
+class FakeClaims:
     """The guarded statements of messaging/postgres/queries.sql, on rows in memory."""
 
     rows: dict[UUID, Row] = field(default_factory=dict)

@@ -22,8 +22,8 @@ from messaging.errors import CacheUnavailable
 from tests.unit.fakes import (
     PERMANENT,
     SETTINGS,
+    FakeClaims,
     FakeProvider,
-    FakeRecords,
     FakeSharedState,
     transient,
 )
@@ -69,15 +69,15 @@ def failure(status: int, retry_after: float | None = None) -> DeliveryFailed:
 
 @pytest.fixture
 def ports() -> Ports:
-    return Ports(SETTINGS, FakeRecords(), FakeSharedState(), FakeProvider(), FakeFlow())
+    return Ports(SETTINGS, FakeClaims(), FakeSharedState(), FakeProvider(), FakeFlow())
 
 
 @pytest.mark.parametrize("reason", ["rate_limit", "breaker_open", "breaker_half_open", "paused"])
 def test_a_held_message_goes_back_to_pending_unsent_and_uncounted_until_flow_control_allows(ports, reason):
     ports.flow.answer = Admission(go=False, wait_seconds=12.5, reason=reason)
-    message_id, token = ports.records.claim(attempts=2)
+    message_id, token = ports.claims.claim(attempts=2)
     assert rules.deliver(ports, message_id, token).outcome is Outcome.HELD
-    row = ports.records.rows[message_id]
+    row = ports.claims.rows[message_id]
     assert (row.status, row.attempts, row.started, row.released_for) == (Status.PENDING, 2, False, 12.5)
     assert ports.provider.posted == [] and ports.flow.recorded == []
     assert ports.shared.counted == ["held"]
@@ -85,38 +85,38 @@ def test_a_held_message_goes_back_to_pending_unsent_and_uncounted_until_flow_con
 
 def test_an_admitted_send_waits_for_its_slot_right_before_the_post(ports):
     events = ports.flow.events
-    start_sending, send = ports.records.start_sending, ports.provider.send
-    ports.records.start_sending = lambda *args: events.append("start_sending") or start_sending(*args)
+    start_sending, send = ports.claims.start_sending, ports.provider.send
+    ports.claims.start_sending = lambda *args: events.append("start_sending") or start_sending(*args)
     ports.provider.send = lambda *args: events.append("post") or send(*args)
-    assert rules.deliver(ports, *ports.records.claim()).outcome is Outcome.SENT
+    assert rules.deliver(ports, *ports.claims.claim()).outcome is Outcome.SENT
     assert events == ["start_sending", "wait_for_slot", "post"]
 
 
 def test_a_held_claim_that_is_no_longer_ours_is_skipped(ports):
     ports.flow.answer = Admission(go=False, wait_seconds=1, reason="rate_limit")
-    message_id, _ = ports.records.claim()
+    message_id, _ = ports.claims.claim()
     assert rules.deliver(ports, message_id, UUID(int=1)).outcome is Outcome.SKIPPED
 
 
 def test_flow_control_is_told_whether_the_preflight_read_said_it_was_clear(ports):
     ports.shared.flow_clear = True
-    rules.deliver(ports, *ports.records.claim())
+    rules.deliver(ports, *ports.claims.claim())
     ports.shared.flow_clear = False
-    rules.deliver(ports, *ports.records.claim())
+    rules.deliver(ports, *ports.claims.claim())
     assert ports.flow.asked == [True, False]
 
 
 def test_nothing_is_asked_of_flow_control_when_the_message_is_not_to_be_sent(ports):
     ports.shared.enabled = False
-    rules.deliver(ports, *ports.records.claim())
+    rules.deliver(ports, *ports.claims.claim())
     assert ports.flow.asked == []
 
 
 def test_without_redis_for_flow_control_the_claim_goes_back_unsent(ports):
     ports.flow.down = True
-    message_id, token = ports.records.claim()
+    message_id, token = ports.claims.claim()
     assert rules.deliver(ports, message_id, token).outcome is Outcome.HELD
-    assert ports.records.rows[message_id].status is Status.PENDING
+    assert ports.claims.rows[message_id].status is Status.PENDING
     assert ports.provider.posted == []
 
 
@@ -133,37 +133,37 @@ def test_without_redis_for_flow_control_the_claim_goes_back_unsent(ports):
 def test_every_answer_is_reported_to_the_breaker_with_its_admission(ports, answer, verdict):
     if answer is not None:
         ports.provider.answer = answer
-    rules.deliver(ports, *ports.records.claim())
+    rules.deliver(ports, *ports.claims.claim())
     assert ports.flow.recorded == [(LEASE, verdict)]
 
 
 def test_an_admission_whose_claim_is_gone_is_given_back(ports):
-    message_id, token = ports.records.claim()
-    ports.records.rows[message_id].started = True  # another task of the claim got there first
+    message_id, token = ports.claims.claim()
+    ports.claims.rows[message_id].started = True  # another task of the claim got there first
     assert rules.deliver(ports, message_id, token).outcome is Outcome.SKIPPED
     assert ports.flow.recorded == [(LEASE, Verdict.NEITHER)]
 
 
 def test_a_429_with_retry_after_pauses_everyone_and_still_counts_its_own_attempt(ports):
     ports.provider.answer = failure(429, retry_after=7)
-    message_id, token = ports.records.claim()
+    message_id, token = ports.claims.claim()
     assert rules.deliver(ports, message_id, token).outcome is Outcome.RETRY_LATER
     assert ports.flow.paused == [7]
     assert ports.flow.recorded == [(LEASE, Verdict.NEITHER)], "the pause is enough: the provider is up"
-    row = ports.records.rows[message_id]
+    row = ports.claims.rows[message_id]
     assert (row.attempts, row.retry_in) == (1, 7)
 
 
 def test_the_pause_is_capped_like_any_retry_delay(ports):
     ports.provider.answer = failure(429, retry_after=86400)
-    rules.deliver(ports, *ports.records.claim())
+    rules.deliver(ports, *ports.claims.claim())
     assert ports.flow.paused == [SETTINGS.retry_max_seconds]
 
 
 @pytest.mark.parametrize("answer", [failure(429), failure(503, retry_after=30)])
 def test_only_a_429_that_says_when_pauses_everyone(ports, answer):
     ports.provider.answer = answer
-    rules.deliver(ports, *ports.records.claim())
+    rules.deliver(ports, *ports.claims.claim())
     assert ports.flow.paused == []
     assert ports.flow.recorded == [(LEASE, Verdict.FAILING)]
 
@@ -177,4 +177,4 @@ def test_a_batch_claims_no_more_than_flow_control_lets_through(ports):
 def test_a_batch_claims_nothing_while_flow_control_lets_nothing_through(ports):
     ports.flow.limit = 0
     result = rules.run_batch(ports, lambda claims: pytest.fail("enqueued while held"))
-    assert result.enabled and result.claimed == [] and ports.records.rows == {}
+    assert result.enabled and result.claimed == [] and ports.claims.rows == {}
