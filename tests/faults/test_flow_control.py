@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from harness.stack import BIN, free_port, wait_until_up
-from messaging.redis import flow, keys
+from messaging.redis import keys
+from messaging.redis.breaker import Breaker
 from messaging.redis.client import create_client
 from receiver import Receiver
 from tests.faults.drain import insert_backlog, sent_count
@@ -86,11 +87,11 @@ def breaker_outage(db, stack, redis_url: str, restore) -> None:
     stack.worker("w1")
     stack.worker("w2")
     stack.beat()
-    wait_for(lambda: flow.breaker_status(client).state == "open", timeout=30, what="the breaker to open")
+    wait_for(lambda: Breaker(client).status().state == "open", timeout=30, what="the breaker to open")
     time.sleep(OUTAGE_SECONDS)  # the outage itself: nothing to wait for
     restore()
     wait_for(lambda: sent_count(db) == 500, timeout=90, interval=0.5, what="every message after the recovery")
-    status = flow.breaker_status(client)
+    status = Breaker(client).status()
     probes = int(client.hget(keys.METRICS_BREAKER, "probes") or 0)
     opened = int(client.hget(keys.METRICS_BREAKER, "opened") or 0)
     client.close()
