@@ -1,1 +1,1 @@
-"""The messaging domain: settings, the messages table, delivery rules, the webhook client, the cache."""
+"""The messaging service's domain. Each folder says what its modules may touch: docs/development.md has the map."""

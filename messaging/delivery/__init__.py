@@ -1,0 +1,1 @@
+"""The delivery rules and the ports they talk to: no driver, no adapter."""

@@ -1,0 +1,1 @@
+"""The message, its states and the rules its content meets: no I/O."""

@@ -1,0 +1,1 @@
+"""Operations over PostgreSQL and Redis together: the audit, pruning, the /metrics exposition."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: the pool, the one Records class over named queries, the migrations."""

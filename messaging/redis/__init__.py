@@ -1,0 +1,1 @@
+"""Redis: every key, the switch, the delivery cache, shared counts and counters, flow control."""
