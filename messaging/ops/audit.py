@@ -2,8 +2,8 @@
 
 Three checks, one report line each; any disagreement makes the command exit 1.
 
-1. Cached deliveries: every delivery cache key (`messaging:sent:<id>`) (read with SCAN, never KEYS) names a
-   message PostgreSQL has as `sent`. One still `sending` passes: a worker writes the cache
+1. Cached deliveries: every delivery cache key (`messaging:sent:<id>`, read with SCAN, never
+   KEYS) names a message PostgreSQL has as `sent`. One still `sending` passes: a worker writes the cache
    first and PostgreSQL next, so that is a delivery being recorded (check 2 catches one stuck).
 2. Claims: nothing is in `sending` longer than CLAIM_TIMEOUT_SECONDS. Stale claims go back to
    pending when a batch runs, once per SEND_INTERVAL_SECONDS, so a claim fails the check when
