@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from messaging.errors import SettingsError
 
@@ -28,6 +29,15 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 # GET /messaging/sent: our shape, or the Go service's (a bare array, its field names and errors).
 SENT_RESPONSE_FORMATS = ("standard", "seed")
+# What a header may carry once it leaves here: visible ASCII, and spaces or tabs between words.
+# A newline from a secret file would otherwise fail every request that sends it.
+HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
+MASK = "***"
+
+
+def secret(default: Any = "") -> Any:
+    """A field whose value `repr` never shows."""
+    return field(default=default, metadata={"secret": True})
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = DEFAULT_REDIS_URL
     webhook_url: str = DEFAULT_WEBHOOK_URL
-    webhook_auth_key: str = ""
+    webhook_auth_key: str = secret()
     webhook_timeout_seconds: float = 10.0
     send_interval_seconds: float = 120.0
     send_batch_size: int = 2
@@ -48,10 +58,11 @@ class Settings:
     retry_max_seconds: float = 600.0
     claim_timeout_seconds: float = 300.0
     cache_ttl_seconds: int = 86400
-    api_token: str = ""
+    api_token: str = secret()
     sent_response_format: str = "standard"
     log_level: str = "INFO"
     attempt_retention_days: int = 30
+    message_retention_days: int = 90  # 0: kept forever
     # Flow control toward the provider: a shared rate limit, a circuit breaker, signatures.
     rate_limit_per_second: float = 0.0  # 0: off
     rate_limit_burst: int = 1
@@ -59,11 +70,19 @@ class Settings:
     breaker_min_calls: int = 10
     breaker_window_seconds: float = 300.0
     breaker_open_seconds: float = 30.0
-    webhook_signing_secrets: tuple[str, ...] = ()
+    webhook_signing_secrets: tuple[str, ...] = secret(())
 
     def __repr__(self) -> str:
-        # Secrets never reach a log line through a repr.
-        return f"Settings(database={_without_password(self.database_url)}, webhook={self.webhook_url})"
+        # Secrets never reach a log line through a repr: secret fields are masked, URLs lose their passwords.
+        shown = []
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            if setting.metadata.get("secret"):
+                value = MASK if value else value
+            elif setting.name.endswith("_url"):
+                value = without_password(value)
+            shown.append(f"{setting.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +94,7 @@ class Settings:
             redis_url=redis_url,
             broker_url=env.url("CELERY_BROKER_URL", redis_url, BROKER_SCHEMES),
             webhook_url=env.url("WEBHOOK_URL", DEFAULT_WEBHOOK_URL, WEBHOOK_SCHEMES),
-            webhook_auth_key=env.text("WEBHOOK_AUTH_KEY", ""),
+            webhook_auth_key=env.header_value("WEBHOOK_AUTH_KEY"),
             webhook_timeout_seconds=env.number("WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1, high=300),
             send_interval_seconds=env.number("SEND_INTERVAL_SECONDS", 120.0, float, low=0.05, high=86400),
             send_batch_size=env.number("SEND_BATCH_SIZE", 2, int, low=1, high=100_000),
@@ -89,6 +108,7 @@ class Settings:
             sent_response_format=env.choice("SENT_RESPONSE_FORMAT", "standard", SENT_RESPONSE_FORMATS),
             log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             attempt_retention_days=env.number("ATTEMPT_RETENTION_DAYS", 30, int, low=1, high=3650),
+            message_retention_days=env.number("MESSAGE_RETENTION_DAYS", 90, int, low=0, high=36500),
             **_flow_control(env),
         )
         settings.check_consistency()
@@ -156,6 +176,17 @@ class _Environment:
     def text(self, name: str, default: str) -> str:
         return self._environ.get(name, default)
 
+    def header_value(self, name: str) -> str:
+        """A value sent in an HTTP header: empty, or visible ASCII with no surrounding whitespace."""
+        raw = self._environ.get(name, "")
+        if raw and not HEADER_VALUE.fullmatch(raw):
+            raise SettingsError(
+                name,
+                "must be printable ASCII, without line breaks or spaces at either end "
+                "(a secret file's trailing newline?); it is sent in an HTTP header",
+            )
+        return raw
+
     def number(self, name: str, default: T, kind: Callable[[str], T], *, low: float, high: float) -> T:
         raw = self._raw(name)
         if raw is None:
@@ -195,15 +226,19 @@ class _Environment:
         parts = urlsplit(raw)
         scheme = parts.scheme.split("+")[0]
         if scheme not in schemes:
-            raise SettingsError(name, f"must be a URL with scheme {' or '.join(schemes)}, got {_without_password(raw)!r}")
+            raise SettingsError(name, f"must be a URL with scheme {' or '.join(schemes)}, got {without_password(raw)!r}")
         if scheme != "unix" and not parts.hostname:
-            raise SettingsError(name, f"must name a host, got {_without_password(raw)!r}")
+            raise SettingsError(name, f"must name a host, got {without_password(raw)!r}")
         return raw
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
+    """The URL with any password masked: in its user part, or as libpq's `password=` parameter."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", f":{MASK}@"))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        masked = [(key, MASK if key == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    return parts.geturl()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -18,6 +20,9 @@ DEFAULT_POOL = "threads"
 # is held to about one core by the interpreter lock, so two processes of 32 threads beat one
 # of 64 at the same POSTs in flight (`make bench`, "2 workers against 1").
 DEFAULT_CONCURRENCY = 32
+# Each app's settings, kept beside its configuration rather than in it: `celery inspect conf`
+# and Flower show the configuration, and the settings hold the service's secrets.
+_SETTINGS: WeakKeyDictionary[Celery, Settings] = WeakKeyDictionary()
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -72,8 +77,13 @@ def create_celery_app(settings: Settings) -> Celery:
             },
         },
     )
-    app.conf.messaging_settings = settings
+    _SETTINGS[app] = settings
     return app
+
+
+def settings_of(app: Celery) -> Settings:
+    """The settings `app` was created with."""
+    return _SETTINGS[app]
 
 
 def _queue(name: str) -> Queue:

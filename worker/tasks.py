@@ -19,6 +19,7 @@ from messaging.logs import fields
 from messaging.ops import pruning
 from messaging.runtime import Runtime
 from messaging.task_names import BATCH_TASK, PRUNE_TASK, SEND_TASK
+from worker.factory import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,9 @@ def runtime(concurrency: int | None = None) -> Runtime:
     if _runtime is None or _runtime_pid != os.getpid():
         with _runtime_lock:
             if _runtime is None or _runtime_pid != os.getpid():
-                app = current_app
+                app = current_app._get_current_object()  # the app itself, not its proxy
                 _runtime = Runtime.open(
-                    app.conf.messaging_settings,
+                    settings_of(app),
                     concurrency=concurrency or int(app.conf.worker_concurrency or 4),
                     name=f"worker-{os.getpid()}",
                 )

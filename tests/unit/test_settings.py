@@ -110,3 +110,53 @@ def test_attempts_are_kept_30_days_unless_attempt_retention_days_says_otherwise(
     for bad in ("0", "1.5", "forever"):
         with pytest.raises(SettingsError, match="ATTEMPT_RETENTION_DAYS"):
             Settings.from_env({"ATTEMPT_RETENTION_DAYS": bad})
+
+
+SECRET = "s3cr3t-value-that-must-not-show"
+SIGNING_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3"
+
+
+def test_repr_masks_every_secret_and_every_password_in_a_url():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": f"postgresql://app:{SECRET}@db/x?sslmode=require",
+            "REDIS_URL": f"redis://:{SECRET}@cache:6379/0",
+            "CELERY_BROKER_URL": f"amqp://user:{SECRET}@mq:5672//",
+            "WEBHOOK_URL": f"https://hook:{SECRET}@provider.test/in",
+            "WEBHOOK_AUTH_KEY": SECRET,
+            "WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
+        }
+    )
+    shown = repr(settings)
+    assert SECRET not in shown and SIGNING_SECRET not in shown
+    assert "provider.test" in shown and "cache:6379" in shown  # still says where things are
+    assert "send_batch_size=2" in shown
+
+
+def test_repr_masks_a_password_given_as_a_query_parameter():
+    settings = Settings.from_env({"DATABASE_URL": f"postgresql://db/x?user=app&password={SECRET}"})
+    assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["key\n", " key", "key ", "k\rey", "k\x00ey", "k\x7fey", "kéy"],
+    ids=["trailing-newline", "leading-space", "trailing-space", "carriage-return", "nul", "delete", "non-ascii"],
+)
+def test_a_header_value_that_cannot_be_sent_stops_the_process_naming_its_variable(value):
+    with pytest.raises(SettingsError, match="^WEBHOOK_AUTH_KEY ") as raised:
+        Settings.from_env({"WEBHOOK_AUTH_KEY": value})
+    assert "\n" not in str(raised.value) and value.strip() not in str(raised.value)
+
+
+def test_a_header_value_with_inner_spaces_and_punctuation_is_fine():
+    assert Settings.from_env({"WEBHOOK_AUTH_KEY": "Bearer a.b-c_d~e+f/g=="}).webhook_auth_key == "Bearer a.b-c_d~e+f/g=="
+
+
+def test_messages_are_kept_90_days_and_0_keeps_them_forever():
+    assert Settings.from_env({}).message_retention_days == 90
+    assert Settings.from_env({"MESSAGE_RETENTION_DAYS": "0"}).message_retention_days == 0
+    assert Settings.from_env({"MESSAGE_RETENTION_DAYS": "400"}).message_retention_days == 400
+    for bad in ("-1", "1.5", "forever"):
+        with pytest.raises(SettingsError, match="MESSAGE_RETENTION_DAYS"):
+            Settings.from_env({"MESSAGE_RETENTION_DAYS": bad})
