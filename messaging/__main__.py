@@ -1,4 +1,4 @@
-"""Command line: `python -m messaging migrate`, `python -m messaging load-demo` and `python -m messaging audit`."""
+"""Command line: `python -m messaging migrate`, `load-demo`, `audit` and `prune`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 
 from messaging import logs
-from messaging.ops import audit
+from messaging.ops import audit, pruning
 from messaging.postgres import migrations
 from messaging.errors import MessagingError, SettingsError
 from messaging.settings import Settings
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply the migrations in sql/ (idempotent, safe concurrently)")
     commands.add_parser("load-demo", help="insert the demo messages of sql/demo_data.sql (once)")
     commands.add_parser("audit", help="check that PostgreSQL, the Redis cache and the metrics agree (exit 1 if not)")
+    commands.add_parser("prune", help="delete what is past MESSAGE_RETENTION_DAYS and ATTEMPT_RETENTION_DAYS, now")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level)
     if args.command == "audit":
         return audit.main(settings)
+    if args.command == "prune":
+        return pruning.main(settings)
     try:
         if args.command == "migrate":
             applied = migrations.migrate(settings.database_url)

@@ -70,7 +70,7 @@ def create_celery_app(settings: Settings) -> Celery:
                 # A batch that waited a whole period is superseded by the next one.
                 "options": {"expires": max(settings.send_interval_seconds, 1.0)},
             },
-            "prune-attempts": {
+            "prune": {
                 "task": PRUNE_TASK,
                 "schedule": PRUNE_EVERY_SECONDS,
                 "options": {"expires": PRUNE_EVERY_SECONDS},

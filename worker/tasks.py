@@ -106,15 +106,17 @@ def send_message(self, message_id: str) -> str:
 
 
 @shared_task(name=PRUNE_TASK, ignore_result=True)
-def prune_attempts() -> int:
-    """Delete delivery attempts older than ATTEMPT_RETENTION_DAYS, in small batches."""
+def prune() -> int:
+    """Retention: messages past MESSAGE_RETENTION_DAYS with their attempts, then attempts past
+    ATTEMPT_RETENTION_DAYS, in small batches; returns how many rows went."""
     try:
-        pruned = pruning.prune(runtime().records, runtime().settings.attempt_retention_days)
+        pruned = pruning.prune(runtime().records, runtime().settings)
     except DependencyUnavailable as error:
         log.warning("event=prune_skipped %s", fields(dependency=error.dependency, reason=error))
         return 0
-    log.info("event=attempts_pruned %s", fields(pruned=pruned))
-    return pruned
+    runtime().counters.pruned(pruned.messages, pruned.attempts)
+    log.info("event=pruned %s", fields(messages=pruned.messages, attempts=pruned.attempts))
+    return pruned.messages + pruned.attempts
 
 
 def enqueue_sends(claims: list[Claim]) -> None:

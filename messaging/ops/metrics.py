@@ -47,11 +47,12 @@ class _Collector:
         try:
             # Every Redis key the scrape reports, in one round trip.
             pipe = self.client.pipeline(transaction=False)
-            for key in (keys.METRICS_DELIVERIES, keys.METRICS_LATENCY, keys.METRICS_BATCHES,
+            for key in (keys.METRICS_DELIVERIES, keys.METRICS_LATENCY, keys.METRICS_BATCHES, keys.METRICS_PRUNED,
                         keys.FLOW_BREAKER, keys.FLOW_PAUSE, keys.METRICS_BREAKER):  # fmt: skip
                 pipe.hgetall(key)
-            deliveries, latency, batches, state, pause, transitions = pipe.execute()
+            deliveries, latency, batches, pruned, state, pause, transitions = pipe.execute()
             yield from self._redis_counters(deliveries, latency, batches)
+            yield _pruned(pruned)
             yield from self._flow_control(breaker.read_status(state, pause), transitions)
             up.add_metric(["redis"], 1)
         except (redis.RedisError, DependencyUnavailable):
@@ -100,6 +101,15 @@ class _Collector:
         yield GaugeMetricFamily(
             "messaging_rate_limit_burst", "Deliveries that may go at once.", value=self.settings.rate_limit_burst
         )
+
+
+def _pruned(raw: dict[str, str]) -> CounterMetricFamily:
+    pruned = CounterMetricFamily(
+        "messaging_pruned", "Rows deleted by retention (MESSAGE_RETENTION_DAYS, ATTEMPT_RETENTION_DAYS).", labels=["kind"]
+    )
+    for kind in ("messages", "attempts"):
+        pruned.add_metric([kind], float(raw.get(kind, 0)))
+    return pruned
 
 
 def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:

@@ -254,6 +254,41 @@ WITH doomed AS (
 )
 SELECT count(*) AS total FROM deleted;
 
+-- name: prune_messages
+-- Delete up to %(limit)s messages in a final state (sent, failed, canceled) whose last change is more
+-- than %(days)s days old, oldest first, with their attempts. Each status is found through its own
+-- index (sent by sent_at, failed by updated_at, canceled through the status index); pending,
+-- sending and scheduled messages are never candidates. (FOR UPDATE is not allowed in a UNION: each
+-- status locks its rows in a CTE of its own.)
+WITH sent AS (
+    SELECT id, sent_at AS final_at FROM messages
+    WHERE sending_status = 1 AND sent_at < now() - make_interval(days => %(days)s)
+    ORDER BY sent_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), failed AS (
+    SELECT id, updated_at AS final_at FROM messages
+    WHERE sending_status = 2 AND updated_at < now() - make_interval(days => %(days)s)
+    ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), canceled AS (
+    SELECT id, updated_at AS final_at FROM messages
+    WHERE sending_status = 4 AND updated_at < now() - make_interval(days => %(days)s)
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), doomed AS (
+    SELECT id FROM (SELECT * FROM sent UNION ALL SELECT * FROM failed UNION ALL SELECT * FROM canceled) AS final
+    ORDER BY final_at
+    LIMIT %(limit)s
+), deleted AS (
+    DELETE FROM messages AS m
+    USING doomed
+    WHERE m.id = doomed.id
+    RETURNING m.id
+), attempts AS (
+    DELETE FROM message_attempts AS a
+    USING deleted
+    WHERE a.message_id = deleted.id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM deleted) AS messages, (SELECT count(*) FROM attempts) AS attempts;
+
 -- name: delivery_states
 -- The status of each of the messages %(ids)s that exists (the audit's check of cached deliveries).
 SELECT id, sending_status FROM messages WHERE id = ANY(%(ids)s);

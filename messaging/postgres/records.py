@@ -179,6 +179,12 @@ class Records:
         row = fetch_one(self.pool, "prune_attempts", days=older_than_days, limit=limit)
         return row["total"] if row else 0
 
+    def prune_messages(self, older_than_days: int, limit: int) -> tuple[int, int]:
+        """Delete up to `limit` of the oldest messages in a final state past the retention, with their
+        attempts; how many of each went."""
+        row = fetch_one(self.pool, "prune_messages", days=older_than_days, limit=limit)
+        return (row["messages"], row["attempts"]) if row else (0, 0)
+
     # --- counts and the audit's questions -----------------------------------------------------
 
     def count_by_status(self) -> dict[Status, int]:

@@ -40,6 +40,13 @@ class Counters:
         pipe.set(keys.METRICS_SINCE, datetime.now(timezone.utc).isoformat(), nx=True)
         self._run(pipe)
 
+    def pruned(self, messages: int, attempts: int) -> None:
+        """Count what retention deleted."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(keys.METRICS_PRUNED, "messages", messages)
+        pipe.hincrby(keys.METRICS_PRUNED, "attempts", attempts)
+        self._run(pipe)
+
     @staticmethod
     def _run(pipe: redis.client.Pipeline) -> None:
         try:

@@ -29,6 +29,7 @@ FLOW_CLAIMED = "messaging:flow:claimed"  # how far the slots claimed by batches 
 METRICS_DELIVERIES = "messaging:metrics:deliveries"  # hash: send tasks by outcome
 METRICS_LATENCY = "messaging:metrics:webhook_latency"  # hash: POSTs per latency bucket, and their sum
 METRICS_BATCHES = "messaging:metrics:batches"  # hash: runs, claimed, recovered
+METRICS_PRUNED = "messaging:metrics:pruned"  # hash: messages, attempts deleted by retention
 METRICS_BREAKER = "messaging:metrics:breaker"  # hash: opened, half_open, closed, probes (written by flow.lua)
 # When the counters began (again, after Redis lost them): the audit compares PostgreSQL with them from then on.
 METRICS_SINCE = "messaging:metrics:since"

@@ -46,6 +46,18 @@ def test_the_command_exits_1_naming_an_unreachable_service(database_url):
     assert "audit failed: redis is unavailable" in result.stderr
 
 
+def test_the_prune_command_deletes_what_is_past_retention_at_once_and_counts_it(database_url, redis_url, client, make_message, db):
+    old, young = make_message(sending_status=1), make_message(sending_status=1)
+    db.execute("UPDATE messages SET sent_at = now() - interval '10 days' WHERE id = %s", (old,))
+    db.execute("UPDATE messages SET sent_at = now() WHERE id = %s", (young,))
+    env = environment(DATABASE_URL=database_url, REDIS_URL=redis_url, MESSAGE_RETENTION_DAYS=7)
+    result = subprocess.run([sys.executable, "-m", "messaging", "prune"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "pruned: 1 messages, 0 attempts"
+    assert [row["id"] for row in db.execute("SELECT id FROM messages")] == [young]
+    assert client.hget(keys.METRICS_PRUNED, "messages") == "1"
+
+
 def test_the_receiver_command_serves_and_exits_on_sigterm() -> None:
     env = {**os.environ, "RECEIVER_PORT": "0", "RECEIVER_DELAY_MS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "receiver"], cwd=ROOT, env=env, text=True,

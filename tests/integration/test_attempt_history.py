@@ -131,8 +131,8 @@ def test_a_prune_run_deletes_batch_by_batch_and_stops_after_its_last_batch(runti
         "INSERT INTO message_attempts (message_id, attempt, trigger, started_at) "
         "SELECT gen_random_uuid(), 1, 'scheduled', now() - interval '3 days' FROM generate_series(1, 25)"
     )
-    assert pruning.prune(runtime.records, 2, batch=10, max_batches=2) == 20
-    assert pruning.prune(runtime.records, 2, batch=10) == 5
+    assert pruning.prune_attempts(runtime.records, 2, batch=10, max_batches=2) == 20
+    assert pruning.prune_attempts(runtime.records, 2, batch=10) == 5
 
 
 # --- attempts written by the delivery rules ---------------------------------------------

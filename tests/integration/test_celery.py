@@ -159,7 +159,7 @@ def test_the_beats_prune_entry_deletes_old_attempts_in_batches_through_the_worke
         "INSERT INTO message_attempts (message_id, attempt, trigger, started_at) "
         "SELECT gen_random_uuid(), 1, 'scheduled', now() - g * interval '1 day' FROM generate_series(1, 40) AS g"
     )
-    entry = celery_app.conf.beat_schedule["prune-attempts"]
+    entry = celery_app.conf.beat_schedule["prune"]
     celery_app.send_task(entry["task"], **entry["options"])  # as beat sends it
     # 30 days' retention (the default): the attempts 1 to 29 days old stay (30 is older by now).
     wait_for(lambda: db.execute("SELECT count(*) AS n FROM message_attempts").fetchone()["n"] == 29, what="the prune")
