@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from messaging.domain.message import Attempt, Claim, Outgoing, Status
+from messaging.domain.message import Attempt, Claim, Outgoing, StaleSend, Status
 from messaging.errors import MessagingError
 from messaging.settings import Settings
 
@@ -23,7 +23,7 @@ class ErrorClass(str, enum.Enum):
     TIMEOUT = "timeout"
     CONNECTION = "connection"
     HTTP_STATUS = "http_status"
-    REQUEST = "request"  # the request itself could not be made (a header value http refuses)
+    REQUEST = "request"  # the provider's library refused to make the request
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,15 @@ class DeliveryFailed(MessagingError):
         self.seconds = seconds
         self.status_code = status_code
         self.answer = answer
+        super().__init__(reason)
+
+
+class NotSent(MessagingError):
+    """The request could not be made, and nothing of it left: the fault is not the message's (a setting, most often)."""
+
+    def __init__(self, reason: str, *, setting: str | None = None) -> None:
+        self.reason = reason
+        self.setting = setting  # the variable at fault, when known
         super().__init__(reason)
 
 
@@ -101,9 +110,14 @@ GO = Admission(go=True)
 class Claims(Protocol):
     """A claim's statements on the messages table, as the rules use them (messaging.postgres.records.Records)."""
 
-    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]: ...
+    def stale_sends(self, timeout_seconds: float) -> list[StaleSend]: ...
+    def recover_stale_claims(
+        self, timeout_seconds: float, max_attempts: int, *, spare: list[UUID] | None = None
+    ) -> list[UUID]: ...
     def claim_due(self, limit: int) -> list[Claim]: ...
-    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool: ...
+    def release_claim(
+        self, message_id: UUID, token: UUID, delay_seconds: float = 0.0, *, started: bool = False
+    ) -> bool: ...
     def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None: ...
     def mark_sent(
         self,
@@ -132,12 +146,13 @@ class SharedState(Protocol):
     """What every worker shares for the rules: the switch, the delivery cache and the counters
     (messaging.redis.shared_state.RedisSharedState).
 
-    The first three raise CacheUnavailable; counting never fails a delivery.
+    All but counting raise CacheUnavailable; counting never fails a delivery.
     """
 
     def is_enabled(self) -> bool: ...
     def preflight(self, message_id: UUID) -> Preflight: ...
     def remember_sent(self, message_id: UUID, delivery: CachedDelivery, webhook_seconds: float) -> None: ...
+    def cached_deliveries(self, message_ids: list[UUID]) -> dict[UUID, CachedDelivery]: ...
     def count_delivery(self, outcome: str, webhook_seconds: float | None) -> None: ...
     def count_batch(self, claimed: int, recovered: int) -> None: ...
 
@@ -146,7 +161,8 @@ class Provider(Protocol):
     """The SMS provider's webhook (messaging.provider.webhook.WebhookClient)."""
 
     def send(self, message_id: UUID, to: str, content: str) -> Accepted:
-        """POST one message; raise DeliveryFailed saying whether a later attempt may succeed."""
+        """POST one message; raise DeliveryFailed saying whether a later attempt may succeed, or NotSent
+        when the request could not be made at all."""
         ...
 
 

@@ -12,17 +12,19 @@ from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 from uuid import UUID
 
+from messaging.delivery import faults, recovery
 from messaging.delivery.ports import (
     Accepted,
     Admission,
     CachedDelivery,
     DeliveryFailed,
+    NotSent,
     Ports,
     Preflight,
     Verdict,
 )
 from messaging.domain.message import Attempt, Claim, Outgoing, Status
-from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable
+from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable, DependencyUnavailable
 from messaging.logs import Throttle, fields
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     RELEASED = "released"  # sending was stopped before this task began
     HELD = "held"  # flow control held it back (rate limit, open breaker, provider's pause): not an attempt
+    NOT_SENT = "not_sent"  # a fault that is not the message's (a setting, an unexpected error): back unsent, not an attempt
     SKIPPED = "skipped"  # the claim is not this task's (duplicate, stale or already handled)
 
 
@@ -69,9 +72,7 @@ def run_batch(ports: Ports, enqueue: Enqueue) -> BatchResult:
     """Return stale claims; then, while enabled, claim due messages and hand them to `enqueue`."""
     settings = ports.settings
     # Stale claims go back even while sending is stopped: nothing stays in `sending`.
-    recovered = ports.claims.recover_stale_claims(settings.claim_timeout_seconds, settings.max_attempts)
-    for message_id in recovered:
-        log.warning("event=claim_expired %s", fields(message_id=message_id))
+    recovered = recovery.recover_stale_claims(ports)
     if not ports.shared.is_enabled():
         return BatchResult(enabled=False, recovered=len(recovered))
     # No more than flow control lets through before the next batch: an open breaker or a pause
@@ -97,7 +98,22 @@ def _hand_over(ports: Ports, claims: list[Claim], enqueue: Enqueue) -> None:
 
 
 def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
-    """Send one claimed message at most once per claim and record the outcome."""
+    """Send one claimed message at most once per claim and record the outcome. A fault that is not
+    the message's gives the claim back unsent and uncounted (messaging/delivery/faults.py)."""
+    try:
+        return _deliver(ports, message_id, token)
+    except DependencyUnavailable:
+        raise  # the task says so; the claim expires and goes back after CLAIM_TIMEOUT_SECONDS
+    except Exception as error:  # any other: a bug or a library's surprise, not the message's fault
+        # Only a claim that has not started sending goes back here: one that has may have been
+        # delivered, and claim recovery reads the delivery cache before it returns it.
+        delay = faults.release_delay(ports.settings, may_have_left=False)
+        if not ports.claims.release_claim(message_id, token, delay):
+            raise
+        return _not_sent(ports, message_id, error, delay)
+
+
+def _deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     preflight = _preflight(ports, message_id)
     if not preflight.enabled:
         released = ports.claims.release_claim(message_id, token)
@@ -113,14 +129,21 @@ def deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     if outgoing is None:
         ports.flow.record(admission, Verdict.NEITHER)
         return _finish(ports, message_id, Outcome.SKIPPED)
-    # Right before the POST, so that nothing slower (a database connection opened) comes between.
-    ports.flow.wait_for_slot(admission)
+    try:
+        # Right before the POST, so that nothing slower (a database connection opened) comes between.
+        ports.flow.wait_for_slot(admission)
+    except Exception as error:  # nothing was POSTed: whatever it is, it is not the message's fault
+        return _give_back(ports, outgoing, token, admission, error, may_have_left=False)
     started_at = datetime.now(timezone.utc)
     try:
         accepted = ports.provider.send(outgoing.id, outgoing.recipient_phone_number, outgoing.content)
     except DeliveryFailed as failure:
         _tell_flow_control(ports, admission, failure)
         return _record_failure(ports, outgoing, token, failure, started_at)
+    except NotSent as fault:
+        return _give_back(ports, outgoing, token, admission, fault, may_have_left=False)
+    except Exception as error:  # no answer to classify: the request may have left
+        return _give_back(ports, outgoing, token, admission, error, may_have_left=True)
     ports.flow.record(admission, Verdict.HEALTHY)
     return _record_success(ports, outgoing, token, accepted, started_at)
 
@@ -154,6 +177,23 @@ def _hold(ports: Ports, message_id: UUID, token: UUID, admission: Admission) -> 
     return _finish(
         ports, message_id, Outcome.HELD, reason=admission.reason, retry_in_s=f"{admission.wait_seconds:.2f}"
     )
+
+
+def _give_back(
+    ports: Ports, outgoing: Outgoing, token: UUID, admission: Admission, error: Exception, *, may_have_left: bool
+) -> Report:
+    """A fault that is not the message's, after the claim started sending: back to pending unsent,
+    no attempt counted, due again after `faults.release_delay`."""
+    ports.flow.record(admission, Verdict.NEITHER)
+    delay = faults.release_delay(ports.settings, may_have_left=may_have_left)
+    if not ports.claims.release_claim(outgoing.id, token, delay, started=True):
+        return _finish(ports, outgoing.id, Outcome.SKIPPED)
+    return _not_sent(ports, outgoing.id, error, delay)
+
+
+def _not_sent(ports: Ports, message_id: UUID, error: Exception, delay: float) -> Report:
+    setting = faults.report(message_id, error, delay)
+    return _finish(ports, message_id, Outcome.NOT_SENT, setting=setting, retry_in_s=f"{delay:g}")
 
 
 def _tell_flow_control(ports: Ports, admission: Admission, failure: DeliveryFailed) -> None:

@@ -84,6 +84,17 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class StaleSend:
+    """A claim that started sending longer ago than the claim timeout and recorded no outcome."""
+
+    message_id: UUID
+    token: UUID
+    attempts: int
+    attempt_trigger: Trigger
+    started_at: datetime
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """What one send needs: the message's content, recipient, attempts so far and why it is due."""
 

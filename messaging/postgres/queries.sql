@@ -37,14 +37,23 @@ FROM due
 WHERE m.id = due.id
 RETURNING m.id, m.claim_token, coalesce(m.send_at, m.created_at) AS due_at;
 
+-- name: stale_sends
+-- Claims that started sending more than %(timeout)s seconds ago and recorded no outcome: recovery asks
+-- the delivery cache about these before it returns them.
+SELECT id, claim_token, attempts, attempt_trigger, sending_started_at
+FROM messages
+WHERE sending_status = 3 AND sending_started_at < now() - make_interval(secs => %(timeout)s);
+
 -- name: recover_stale_claims
--- Return claims older than %(timeout)s seconds to pending; one that had started sending counts as an
--- attempt whose outcome is unknown (its worker died), kept in message_attempts by the same statement.
+-- Return claims older than %(timeout)s seconds to pending, but those in %(spare)s; one that had started
+-- sending counts as an attempt whose outcome is unknown (its worker died), kept in message_attempts
+-- by the same statement.
 WITH stale AS (
     SELECT id, sending_started_at, attempt_trigger FROM messages
     WHERE sending_status = 3
       AND claimed_at < now() - make_interval(secs => %(timeout)s)
       AND (sending_started_at IS NULL OR sending_started_at < now() - make_interval(secs => %(timeout)s))
+      AND NOT id = ANY(%(spare)s::uuid[])
     FOR UPDATE SKIP LOCKED
 ), recovered AS (
     UPDATE messages AS m
@@ -84,11 +93,13 @@ WHERE id = %(id)s AND claim_token = %(token)s AND sending_started_at IS NULL
 RETURNING id, content, recipient_phone_number, attempts, attempt_trigger;
 
 -- name: release_claim
--- Give a claimed message that has not started sending back to pending, unsent, due again after %(delay)s seconds.
+-- Give a claimed message back to pending, unsent and uncounted, due again after %(delay)s seconds; only
+-- while it is at the stage the caller knows: not started sending, or (%(started)s) started by this task,
+-- whose POST never left or cannot outlast the delay.
 UPDATE messages
-SET sending_status = 0, claim_token = NULL, claimed_at = NULL,
+SET sending_status = 0, claim_token = NULL, claimed_at = NULL, sending_started_at = NULL,
     next_attempt_at = now() + make_interval(secs => %(delay)s), updated_at = now()
-WHERE id = %(id)s AND claim_token = %(token)s AND sending_started_at IS NULL
+WHERE id = %(id)s AND claim_token = %(token)s AND (sending_started_at IS NOT NULL) = %(started)s
 RETURNING id;
 
 -- name: mark_sent

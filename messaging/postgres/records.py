@@ -14,7 +14,7 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from messaging.domain import encoding
-from messaging.domain.message import Attempt, Claim, Message, Outgoing, Status
+from messaging.domain.message import Attempt, Claim, Message, Outgoing, StaleSend, Status, Trigger
 from messaging.postgres.pool import fetch_all, fetch_one
 
 ANSWER_BYTES = 1024
@@ -55,9 +55,21 @@ class Records:
         claims = [Claim(row["id"], row["claim_token"], row["due_at"]) for row in rows]
         return sorted(claims, key=lambda claim: (claim.due_at, claim.message_id))
 
-    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]:
-        """Return claims older than the timeout to pending; the ids of those returned."""
-        rows = fetch_all(self.pool, "recover_stale_claims", timeout=timeout_seconds, max_attempts=max_attempts)
+    def stale_sends(self, timeout_seconds: float) -> list[StaleSend]:
+        """Claims that started sending longer ago than the timeout and recorded no outcome."""
+        rows = fetch_all(self.pool, "stale_sends", timeout=timeout_seconds)
+        return [
+            StaleSend(row["id"], row["claim_token"], row["attempts"], Trigger(row["attempt_trigger"]), row["sending_started_at"])
+            for row in rows
+        ]
+
+    def recover_stale_claims(
+        self, timeout_seconds: float, max_attempts: int, *, spare: list[UUID] | None = None
+    ) -> list[UUID]:
+        """Return claims older than the timeout to pending, but those in `spare`; the ids of those returned."""
+        rows = fetch_all(
+            self.pool, "recover_stale_claims", timeout=timeout_seconds, max_attempts=max_attempts, spare=spare or []
+        )
         return [row["id"] for row in rows]
 
     def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None:
@@ -65,9 +77,13 @@ class Records:
         row = fetch_one(self.pool, "start_sending", id=message_id, token=token)
         return Outgoing.from_row(row) if row else None
 
-    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool:
-        """Give an unstarted claim back to pending, due after `delay_seconds`; False when it was not ours to release."""
-        return fetch_one(self.pool, "release_claim", id=message_id, token=token, delay=delay_seconds) is not None
+    def release_claim(
+        self, message_id: UUID, token: UUID, delay_seconds: float = 0.0, *, started: bool = False
+    ) -> bool:
+        """Give a claim back to pending unsent, due after `delay_seconds`: an unstarted one, or with `started`
+        one this task started sending; False when it was not ours to release at that stage."""
+        row = fetch_one(self.pool, "release_claim", id=message_id, token=token, delay=delay_seconds, started=started)
+        return row is not None
 
     def mark_sent(
         self,

@@ -15,10 +15,12 @@ import urllib3
 from standardwebhooks import Webhook as StandardWebhook
 from urllib3 import exceptions
 
-from messaging.delivery.ports import Accepted, DeliveryFailed
+from messaging.delivery.ports import Accepted, DeliveryFailed, NotSent
 from messaging.provider import answers, deadline
 
 AUTH_HEADER = "x-ins-auth-key"
+# The setting each header's value comes from, to name it when http.client refuses the value.
+HEADER_SETTINGS = {AUTH_HEADER: "WEBHOOK_AUTH_KEY", "authorization": "WEBHOOK_URL", "webhook-signature": "WEBHOOK_SIGNING_SECRET"}
 # What is read of an answer: enough for any provider's JSON; a larger answer is cut and its
 # connection dropped.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -53,6 +55,16 @@ class _WatchedConnection:
         if watch is not None:
             self.watchdog.attach(watch, self)  # type: ignore[arg-type]
         super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def putheader(self, header: str | bytes, *values: str | bytes) -> None:
+        """http.client checks each header as it is put, before a byte of the request is written: a
+        value it refuses (a secret file's trailing newline) means nothing left."""
+        try:
+            super().putheader(header, *values)  # type: ignore[misc]
+        except ValueError:  # the error quotes the value, maybe a secret: it is dropped (`from None`)
+            name = header.decode("latin-1") if isinstance(header, bytes) else header
+            setting = HEADER_SETTINGS.get(name.lower())
+            raise NotSent(f"http refuses the value of the {name} header", setting=setting) from None
 
 
 class WebhookClient:
@@ -94,7 +106,8 @@ class WebhookClient:
         )
 
     def send(self, message_id: UUID, to: str, content: str) -> Accepted:
-        """POST one message; raise DeliveryFailed saying whether to try again."""
+        """POST one message; raise DeliveryFailed saying whether to try again, or NotSent when the request
+        could not be made (nothing left). Anything else raised may come after the request left."""
         body = json.dumps({"to": to, "content": content}).encode()
         headers = {**self.headers, "Idempotency-Key": str(message_id), **self._signature(message_id, body)}
         started = time.perf_counter()
@@ -102,8 +115,7 @@ class WebhookClient:
         self._current.watch = watch
         try:
             status, reason, answer_headers, answer = self._post(body, headers, watch)
-        except (exceptions.HTTPError, OSError, ValueError) as error:
-            # ValueError: http.client refuses a header value (say an auth key ending in a newline).
+        except (exceptions.HTTPError, OSError) as error:
             reason_text, transient, error_class = answers.describe(error, watch.expired, self.timeout_seconds)
             raise DeliveryFailed(
                 reason_text, transient=transient, error_class=error_class, seconds=time.perf_counter() - started

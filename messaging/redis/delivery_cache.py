@@ -40,6 +40,14 @@ class DeliveryCache:
             return parse(self.client.get(keys.sent(message_id)))
 
 
+    def get_many(self, message_ids: list[UUID]) -> dict[UUID, CachedDelivery]:
+        """The cached deliveries of these messages, those that have one, in one round trip."""
+        with wrap_errors():
+            entries = self.client.mget([keys.sent(message_id) for message_id in message_ids])
+        found = {message_id: parse(entry) for message_id, entry in zip(message_ids, entries)}
+        return {message_id: delivery for message_id, delivery in found.items() if delivery is not None}
+
+
 def parse(raw: str | None) -> CachedDelivery | None:
     """An entry as written by `remember`; None when there is none or it is not a JSON object.
 

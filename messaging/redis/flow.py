@@ -118,8 +118,9 @@ class RedisFlowControl:
         slot = lease.slot
         late = max(self.emission, LATE_SLOT_SECONDS)
         while self.emission:
-            if slot > time.monotonic():
-                time.sleep(slot - time.monotonic())
+            remaining = slot - time.monotonic()  # read once: a second reading may already be past the slot
+            if remaining > 0:
+                time.sleep(remaining)
             if time.monotonic() - slot <= late:
                 return
             try:

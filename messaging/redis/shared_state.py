@@ -36,6 +36,9 @@ class RedisSharedState:
         with wrap_errors():
             pipe.execute()
 
+    def cached_deliveries(self, message_ids: list[UUID]) -> dict[UUID, CachedDelivery]:
+        return self.cache.get_many(message_ids)
+
     def count_delivery(self, outcome: str, webhook_seconds: float | None) -> None:
         self.counters.delivery(outcome, webhook_seconds)
 

@@ -16,7 +16,7 @@ import certifi
 import pytest
 import urllib3
 
-from messaging.delivery.ports import DeliveryFailed, ErrorClass
+from messaging.delivery.ports import DeliveryFailed, ErrorClass, NotSent
 from messaging.provider.webhook import MAX_ANSWER_BYTES, WebhookClient
 from tests.helpers import wait_for
 
@@ -101,9 +101,11 @@ def test_retry_after_as_an_http_date_becomes_seconds(server):
     assert failure.transient and 115 <= failure.retry_after <= 120
 
 
-def test_a_header_http_refuses_fails_for_good_without_the_key_in_the_reason(server):
-    failure = send(WebhookClient(f"{base_url(server)}/hook", "secret\n", 5.0))
-    assert not failure.transient and "secret" not in failure.reason and server.seen == []
+def test_a_header_http_refuses_is_not_sent_and_names_its_setting_without_the_key(server):
+    with pytest.raises(NotSent) as refused:
+        WebhookClient(f"{base_url(server)}/hook", "secret\n", 5.0).send(uuid.uuid4(), "+90", "hi")
+    assert refused.value.setting == "WEBHOOK_AUTH_KEY" and server.seen == []
+    assert "secret" not in str(refused.value) and refused.value.__cause__ is None
 
 
 def test_more_senders_than_connections_wait_for_one_without_warnings(server, caplog):

@@ -14,7 +14,7 @@ from messaging.delivery.ports import (
     ErrorClass,
     Preflight,
 )
-from messaging.domain.message import Claim, Outgoing, Status
+from messaging.domain.message import Claim, Outgoing, StaleSend, Status, Trigger
 from messaging.errors import CacheUnavailable, DatabaseUnavailable
 from messaging.settings import Settings
 
@@ -56,17 +56,36 @@ class FakeClaims:
             self.down_for -= 1
             raise DatabaseUnavailable("blip")
 
-    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int) -> list[UUID]:
-        return []
+    def stale_sends(self, timeout_seconds: float) -> list[StaleSend]:
+        """Every started claim is stale here: a test arranges only those it means to be."""
+        return [
+            StaleSend(message_id, row.token, row.attempts, Trigger.SCHEDULED, T0)
+            for message_id, row in self.rows.items()
+            if row.status is Status.SENDING and row.started and row.token is not None
+        ]
+
+    def recover_stale_claims(self, timeout_seconds: float, max_attempts: int, *, spare=None) -> list[UUID]:
+        """As the query does with every claim older than the timeout: started ones count an attempt."""
+        recovered = []
+        for message_id, row in self.rows.items():
+            if row.status is not Status.SENDING or message_id in (spare or []):
+                continue
+            if row.started:
+                row.attempts += 1
+                row.last_error = "claim expired while sending"
+            row.status = Status.FAILED if row.started and row.attempts >= max_attempts else Status.PENDING
+            row.token, row.started = None, False
+            recovered.append(message_id)
+        return recovered
 
     def claim_due(self, limit: int) -> list[Claim]:
         return [Claim(*self.claim(), T0) for _ in range(limit)]
 
-    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0) -> bool:
+    def release_claim(self, message_id: UUID, token: UUID, delay_seconds: float = 0.0, *, started: bool = False) -> bool:
         row = self._ours(message_id, token)
-        if row is None or row.started:
+        if row is None or row.started != started:
             return False
-        row.status, row.token, row.released_for = Status.PENDING, None, delay_seconds
+        row.status, row.token, row.started, row.released_for = Status.PENDING, None, False, delay_seconds
         return True
 
     def start_sending(self, message_id: UUID, token: UUID) -> Outgoing | None:
@@ -124,6 +143,10 @@ class FakeSharedState:
         self.cached[message_id] = delivery
         self.counted.append("sent")
 
+    def cached_deliveries(self, message_ids):
+        self._check()
+        return {message_id: self.cached[message_id] for message_id in message_ids if message_id in self.cached}
+
     def count_delivery(self, outcome: str, webhook_seconds) -> None:
         self.counted.append(outcome)
 
@@ -133,14 +156,34 @@ class FakeSharedState:
 
 @dataclass
 class FakeProvider:
-    answer: Accepted | DeliveryFailed = field(default_factory=lambda: Accepted(202, "provider-1", 0.01))
+    answer: Accepted | Exception = field(default_factory=lambda: Accepted(202, "provider-1", 0.01))
     posted: list[UUID] = field(default_factory=list)
 
     def send(self, message_id: UUID, to: str, content: str) -> Accepted:
         self.posted.append(message_id)
-        if isinstance(self.answer, DeliveryFailed):
+        if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
+
+
+@dataclass
+class FakeClock:
+    """`time.monotonic` and `time.sleep` for code that reads the clock: each reading is `step` later than
+    the one before, and a sleep refuses a negative length as the real one does."""
+
+    now: float = 100.0
+    step: float = 0.0
+    slept: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 def transient(retry_after: float | None = None) -> DeliveryFailed:

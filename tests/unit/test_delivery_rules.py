@@ -8,15 +8,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from messaging.delivery import rules
+from messaging.delivery import faults, rules
 from messaging.delivery.ports import (
     CachedDelivery,
+    NotSent,
     Ports,
     Preflight,
 )
 from messaging.delivery.rules import Outcome
 from messaging.domain.message import Claim, Status
 from messaging.errors import BrokerUnavailable, DatabaseUnavailable
+from messaging.logs import Throttle
 from tests.unit.fakes import (
     PERMANENT,
     SETTINGS,
@@ -158,6 +160,70 @@ def test_a_longer_database_outage_leaves_the_claim_to_expire(ports):
     assert ports.shared.cached[message_id].webhook_message_id == "provider-1", "the next claim will not POST"
 
 
+@pytest.fixture
+def fault_lines(monkeypatch, caplog):
+    """The `event=send_fault` lines logged from now on (a fresh throttle: no other test's line holds one back)."""
+    monkeypatch.setattr(faults, "fault_log", Throttle(seconds=30))
+    caplog.set_level("INFO")
+    return lambda: [r.getMessage() for r in caplog.records if r.getMessage().startswith("event=send_fault ")]
+
+
+def test_a_request_that_could_not_be_made_goes_back_unsent_uncounted_until_the_next_batch(ports, fault_lines):
+    ports.provider.answer = NotSent("the x-ins-auth-key header's value is refused", setting="WEBHOOK_AUTH_KEY")
+    message_id, token = ports.claims.claim(attempts=2)
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.NOT_SENT
+    row = ports.claims.rows[message_id]
+    assert (row.status, row.attempts, row.token, row.started) == (Status.PENDING, 2, None, False)
+    assert row.released_for == SETTINGS.send_interval_seconds, "not claimed again before the next batch"
+    [line] = fault_lines()
+    assert "setting=WEBHOOK_AUTH_KEY" in line and f"message_id={message_id}" in line
+
+
+def test_a_whole_batch_that_meets_the_same_fault_logs_it_once(ports, fault_lines):
+    ports.provider.answer = NotSent("the x-ins-auth-key header's value is refused", setting="WEBHOOK_AUTH_KEY")
+    claims = [ports.claims.claim() for _ in range(5)]
+    assert {rules.deliver(ports, *claim).outcome for claim in claims} == {Outcome.NOT_SENT}
+    assert len(fault_lines()) == 1
+
+
+def test_an_unexpected_error_once_the_post_may_have_left_releases_the_claim_only_after_that_post_could_have_ended(
+    ports, fault_lines
+):
+    ports.provider.answer = RuntimeError("a bug under the POST")
+    message_id, token = ports.claims.claim(attempts=2)
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.NOT_SENT
+    row = ports.claims.rows[message_id]
+    assert (row.status, row.attempts, row.token) == (Status.PENDING, 2, None)
+    assert row.released_for >= SETTINGS.webhook_timeout_seconds
+    assert row.released_for >= SETTINGS.send_interval_seconds
+    [line] = fault_lines()
+    assert "error=RuntimeError" in line and "bug under" not in line, "the error's text may hold a secret"
+
+
+def test_an_unexpected_error_after_the_claim_but_before_sending_started_releases_it(ports, fault_lines):
+    def broken(message_id):
+        raise KeyError("a bug in the preflight")
+
+    ports.shared.preflight = broken
+    message_id, token = ports.claims.claim()
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.NOT_SENT
+    assert ports.claims.rows[message_id].status is Status.PENDING
+    assert ports.provider.posted == [] and len(fault_lines()) == 1
+
+
+def test_an_unexpected_error_while_recording_a_delivery_never_releases_it_for_a_second_post(ports):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug after the answer")
+
+    ports.claims.mark_sent = broken
+    message_id, token = ports.claims.claim()
+    with pytest.raises(RuntimeError):
+        rules.deliver(ports, message_id, token)
+    row = ports.claims.rows[message_id]
+    assert (row.status, row.started) == (Status.SENDING, True), "left to claim recovery, which reads the cache"
+    assert ports.shared.cached[message_id] == CachedDelivery(ports.shared.cached[message_id].sent_at, "provider-1")
+
+
 def test_a_batch_claims_while_enabled_and_hands_the_claims_over(ports):
     handed: list[Claim] = []
     ports = replace(ports, settings=replace(SETTINGS, send_batch_size=2))
@@ -178,6 +244,37 @@ def test_a_batch_the_broker_refuses_gives_its_claims_back(ports):
     with pytest.raises(BrokerUnavailable):
         rules.run_batch(ports, refuse)
     assert {row.status for row in ports.claims.rows.values()} == {Status.PENDING}
+
+
+def stale_send(ports, attempts: int):
+    """A claim at this many attempts whose POST started and whose outcome was never recorded."""
+    message_id, token = ports.claims.claim(attempts=attempts)
+    ports.claims.start_sending(message_id, token)
+    return message_id
+
+
+def test_a_stale_claim_whose_delivery_is_cached_is_recorded_sent_never_failed_nor_posted_again(ports):
+    message_id = stale_send(ports, attempts=SETTINGS.max_attempts - 1)
+    ports.shared.cached[message_id] = CachedDelivery(T0, "from-the-cache")
+    result = rules.run_batch(replace(ports, settings=replace(SETTINGS, send_batch_size=0)), lambda claims: None)
+    row = ports.claims.rows[message_id]
+    assert (row.status, row.webhook_message_id, row.attempts) == (Status.SENT, "from-the-cache", SETTINGS.max_attempts)
+    assert result.recovered == 1 and ports.provider.posted == []
+
+
+def test_a_stale_claim_the_cache_does_not_know_is_recovered_as_before(ports):
+    message_id = stale_send(ports, attempts=SETTINGS.max_attempts - 1)
+    rules.run_batch(replace(ports, settings=replace(SETTINGS, send_batch_size=0)), lambda claims: None)
+    row = ports.claims.rows[message_id]
+    assert (row.status, row.last_error) == (Status.FAILED, "claim expired while sending")
+
+
+def test_without_the_cache_a_stale_send_waits_and_an_unstarted_claim_is_still_recovered(ports):
+    started = stale_send(ports, attempts=SETTINGS.max_attempts - 1)
+    unstarted, _ = ports.claims.claim()
+    ports.shared.down = True
+    assert rules.recovery.recover_stale_claims(ports) == [unstarted]
+    assert ports.claims.rows[started].status is Status.SENDING, "may have been delivered: never failed blind"
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 10, 60])

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 import pytest
+import redis
 
 from messaging.delivery import rules
 from messaging.delivery.ports import (
@@ -19,10 +20,12 @@ from messaging.delivery.ports import (
 from messaging.delivery.rules import Outcome
 from messaging.domain.message import Status
 from messaging.errors import CacheUnavailable
+from messaging.redis import flow
 from tests.unit.fakes import (
     PERMANENT,
     SETTINGS,
     FakeClaims,
+    FakeClock,
     FakeProvider,
     FakeSharedState,
     transient,
@@ -178,3 +181,28 @@ def test_a_batch_claims_nothing_while_flow_control_lets_nothing_through(ports):
     ports.flow.limit = 0
     result = rules.run_batch(ports, lambda claims: pytest.fail("enqueued while held"))
     assert result.enabled and result.claimed == [] and ports.claims.rows == {}
+
+
+def test_waiting_for_a_slot_never_sleeps_a_negative_time_when_the_clock_passes_the_slot_between_two_readings(
+    monkeypatch,
+):
+    clock = FakeClock(step=0.004)  # each reading 4 ms after the one before
+    monkeypatch.setattr(flow, "time", clock)
+    control = flow.RedisFlowControl(redis.Redis(), replace(SETTINGS, rate_limit_per_second=10))
+    slot = clock.now + 0.005  # the first reading comes 1 ms before the slot, the next 3 ms after it
+    control.wait_for_slot(Admission(go=True, lease=flow.Lease("free", "token", slot)))
+    assert all(seconds >= 0 for seconds in clock.slept)
+
+
+def test_flow_control_that_dies_after_the_claim_started_sending_releases_it_unsent_and_uncounted(ports):
+    def broken(admission):
+        raise ValueError("a bug in the wait")
+
+    ports.flow.wait_for_slot = broken
+    message_id, token = ports.claims.claim(attempts=1)
+    assert rules.deliver(ports, message_id, token).outcome is Outcome.NOT_SENT
+    row = ports.claims.rows[message_id]
+    assert (row.status, row.attempts, row.started) == (Status.PENDING, 1, False)
+    assert row.released_for == SETTINGS.send_interval_seconds, "nothing was POSTed: no need to wait for a POST"
+    assert ports.provider.posted == []
+    assert ports.flow.recorded == [(LEASE, Verdict.NEITHER)], "its admission is given back"
