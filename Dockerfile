@@ -11,9 +11,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 
-# Requirements alone first: this layer is rebuilt only when they change.
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+# The lock file alone first: this layer is rebuilt only when it changes. Every package,
+# dependencies included, is pinned with its hashes (make requirements.lock), and pip
+# refuses anything else.
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock
 
 # ---- runtime ---------------------------------------------------------------
 FROM python:3.11-slim AS runtime

@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 N ?= 3
 
-.PHONY: install migrate demo run test test-fast bench up down logs scale clean
+.PHONY: install migrate demo run test test-fast bench up down logs scale clean lock
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,18 +35,29 @@ test-fast: install
 bench: install
 	$(BIN)/python -m bench
 
-up:
+# What the image installs: every package pinned with its hashes, for Python 3.11 on any
+# platform (markers kept). Rewritten whenever requirements.txt changes.
+requirements.lock: requirements.txt | $(INSTALLED)
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command "make requirements.lock" --output-file $@ requirements.txt
+
+lock: requirements.lock
+
+up: requirements.lock
 	$(COMPOSE) up -d --build
 
-# Compose reads the whole file for every command, and FLOWER_BASIC_AUTH has no default:
-# stopping or reading logs does not start Flower, so any value will do for those.
+# Compose reads the whole file for every command, and three secrets have no default:
+# stopping or reading logs starts nothing, so any value will do for those.
+UNUSED_SECRETS = FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-unused}" REDIS_PASSWORD="$${REDIS_PASSWORD:-unused}" \
+	API_TOKEN="$${API_TOKEN:-unused}"
+
 down:
-	FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-unused}" $(COMPOSE) down
+	$(UNUSED_SECRETS) $(COMPOSE) down
 
 logs:
-	FLOWER_BASIC_AUTH="$${FLOWER_BASIC_AUTH:-unused}" $(COMPOSE) logs -f --tail=100
+	$(UNUSED_SECRETS) $(COMPOSE) logs -f --tail=100
 
-scale:
+scale: requirements.lock
 	$(COMPOSE) up -d --scale worker=$(N)
 
 clean:

@@ -1,4 +1,5 @@
-"""docker-compose.yml for real: build the image, bring the stack up, send through it, scale, stop.
+"""docker-compose.yml for real: build the image, bring the stack up, send through it, scale, stop;
+slow clients and big bodies meet nginx, not the API; the app runs with least privilege.
 
 Needs a Docker engine and `docker compose` (or Debian's `docker-compose`); skips without
 them. Deselect with `-m "not compose"`. Ports are published on 127.0.0.1 only.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -23,6 +25,11 @@ from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.compose, pytest.mark.timeout(900)]
 FLOWER_AUTH = ("smoke", "test-password")
+API_TOKEN = "compose-test-token-" + "0123456789abcdef" * 2
+AUTHORIZED = {"Authorization": f"Bearer {API_TOKEN}"}
+# Trickling clients: each sends a header line this often and never ends its request.
+TRICKLERS = 200
+TRICKLE_INTERVAL = 3.0
 APP_SERVICES = ("api", "worker", "beat", "flower", "receiver")
 SENT_LINE = re.compile(r"event=delivery message_id=(\S+) outcome=sent")
 
@@ -117,23 +124,54 @@ def image() -> Iterator[str]:
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
 
-@pytest.fixture
-def project(image) -> Iterator[Project]:
+def new_project(image: str, prefix: str) -> Project:
+    """A compose project of its own name, on free loopback ports, with every required secret set."""
     ports = {"API_PORT": free_port(), "FLOWER_PORT": free_port(), "RECEIVER_HOST_PORT": free_port()}
-    name = f"msgsmoke{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     env = environment(
         COMPOSE_PROJECT_NAME=name,
         MESSAGING_IMAGE=image,
         FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH),
+        REDIS_PASSWORD=uuid.uuid4().hex,
+        API_TOKEN=API_TOKEN,
         SEND_INTERVAL_SECONDS=1,
         SEND_BATCH_SIZE=100,
         **ports,
     )
-    running = Project(compose_command(), env, name)
+    return Project(compose_command(), env, name)
+
+
+def tear_down(project: Project) -> None:
+    subprocess.run([*project.command, "down", "-v", "--remove-orphans", "-t", "5"], cwd=ROOT, env=project.env, capture_output=True)
+
+
+@pytest.fixture
+def project(image) -> Iterator[Project]:
+    running = new_project(image, "msgsmoke")
     try:
         yield running
     finally:
-        subprocess.run([*running.command, "down", "-v", "--remove-orphans", "-t", "5"], cwd=ROOT, env=env, capture_output=True)
+        tear_down(running)
+
+
+@pytest.fixture(scope="module")
+def front(image) -> Iterator[Project]:
+    """nginx and what it needs (api, migrate, PostgreSQL, Redis), up and answering /health through nginx."""
+    running = new_project(image, "msgfront")
+    try:
+        running.run("up", "-d", "--no-build", "nginx")
+        health = f"http://127.0.0.1:{running.env['API_PORT']}/health"
+        wait_for(lambda: answers(health), timeout=240, interval=1, what="/health through nginx")
+        yield running
+    finally:
+        tear_down(running)
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def post_messages(api: str, count: int, tag: str) -> list[str]:
@@ -142,6 +180,7 @@ def post_messages(api: str, count: int, tag: str) -> list[str]:
         answer = requests.post(
             f"{api}/messaging/messages",
             json={"recipient_phone_number": f"+9053{n:09d}", "content": f"{tag} {n}"},
+            headers=AUTHORIZED,
             timeout=10,
         )
         assert answer.status_code == 201, answer.text
@@ -162,8 +201,9 @@ def test_the_compose_stack_comes_up_healthy_sends_scales_and_stops_cleanly(proje
 
     project.run("up", "-d", "--no-build")
     project.wait_healthy(long_running)
-    published = project.run("port", "api", "8080").strip()
-    assert published.startswith("127.0.0.1:"), published
+    published = project.run("port", "nginx", "8080").strip()
+    assert published == f"127.0.0.1:{project.env['API_PORT']}", published
+    wait_for(lambda: answers(f"{api}/health"), timeout=30, interval=1, what="/health through nginx")
 
     first = post_messages(api, 5, "smoke")
     wait_for(lambda: delivered(receiver, first), timeout=60, interval=1, what="the first messages at the receiver")
@@ -216,3 +256,95 @@ def test_the_images_healthcheck_follows_the_port_the_api_binds_to(image):
         wait_for(lambda: health() == "healthy", timeout=60, interval=1, what="the API container to turn healthy on port 9090")
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_compose_up_refuses_to_start_without_an_api_token_unless_api_auth_is_off(image):
+    refused = new_project(image, "msgnotoken")
+    del refused.env["API_TOKEN"]
+    try:
+        done = subprocess.run(
+            [*refused.command, "up", "-d", "--no-build"], cwd=ROOT, env=refused.env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode != 0
+        assert "set API_TOKEN (32+ characters" in done.stderr, done.stderr
+        assert refused.containers() == [], "nothing was started"
+    finally:
+        tear_down(refused)
+
+
+def trickle(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that each start a request and send one header line; the caller sends the rest."""
+    clients = []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+        clients.append(client)
+    return clients
+
+
+def timed_health(url: str) -> float:
+    started = time.monotonic()
+    answer = requests.get(url, timeout=5)
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200, answer.text
+    return elapsed
+
+
+def test_slow_clients_hold_nginx_connections_not_the_apis_threads(front):
+    """200 clients that send a header line every 3 s and never finish: /health still answers within 100 ms,
+    and nginx drops the tricklers once client_header_timeout (10 s, deploy/nginx.conf) has passed."""
+    port = int(front.env["API_PORT"])
+    clients = trickle(port, TRICKLERS)
+    try:
+        latencies = []
+        for round_number in range(3):  # 9 s of trickling, inside nginx's 10 s header timeout
+            for n, client in enumerate(clients):
+                client.sendall(f"X-Trickle-{round_number}: {n}\r\n".encode())
+            latencies += [timed_health(f"http://127.0.0.1:{port}/health") for _ in range(5)]
+            time.sleep(TRICKLE_INTERVAL)
+        assert max(latencies) < 0.1, f"/health took {max(latencies) * 1000:.0f} ms with {TRICKLERS} trickling clients"
+
+        def dropped(client: socket.socket) -> bool:
+            client.settimeout(15)
+            try:
+                while client.recv(4096):
+                    pass
+            except TimeoutError:
+                return False
+            except ConnectionError:
+                pass
+            return True
+
+        assert all(dropped(client) for client in clients), "nginx closes a request header that never ends"
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_nginx_refuses_bodies_over_64_kib_and_the_api_publishes_no_port(front):
+    url = f"http://127.0.0.1:{front.env['API_PORT']}/messaging/messages"
+    body = b'{"content": "' + b"x" * (65 * 1024) + b'"}'
+    refused = requests.post(url, data=body, headers={**AUTHORIZED, "Content-Type": "application/json"}, timeout=10)
+    assert refused.status_code == 413, refused.status_code
+    assert refused.headers.get("Server", "").startswith("nginx"), "refused by nginx, before gunicorn reads it"
+    api = subprocess.run([*front.command, "port", "api", "8080"], cwd=ROOT, env=front.env, capture_output=True, text=True)
+    assert api.stdout.strip() in ("", ":0"), f"the api container publishes {api.stdout.strip()}"
+
+
+def test_the_app_runs_as_its_own_role_and_redis_asks_for_a_password(front):
+    def in_service(service: str, *command: str) -> str:
+        return front.run("exec", "-T", service, *command).strip()
+
+    owners = in_service(
+        "postgres", "psql", "-U", "postgres", "-d", "messaging", "-Atc",
+        "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'",
+    )  # fmt: skip
+    assert owners == "messaging", owners
+    superuser = in_service("postgres", "psql", "-U", "postgres", "-Atc", "SELECT rolsuper FROM pg_roles WHERE rolname = 'messaging'")
+    assert superuser == "f"
+    unauthenticated = subprocess.run(
+        [*front.command, "exec", "-T", "redis", "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping"],
+        cwd=ROOT, env=front.env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "NOAUTH" in unauthenticated.stdout + unauthenticated.stderr
+    assert in_service("redis", "redis-cli", "config", "get", "maxmemory-policy").split() == ["maxmemory-policy", "noeviction"]
