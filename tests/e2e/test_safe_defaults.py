@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 OPEN_API_WARNING = "event=api_token_unset"
 
 
-@pytest.mark.parametrize(("api_token", "warnings"), [("", 1), ("s3cret", 0)], ids=["unset", "set"])
+@pytest.mark.parametrize(("api_token", "warnings"), [("", 1), ("s3cret-token-of-32-characters-ok", 0)], ids=["unset", "set"])
 def test_the_api_warns_once_at_start_while_api_token_is_empty(database_url, redis_url, tmp_path, api_token, warnings):
     stack = Stack(environment(DATABASE_URL=database_url, REDIS_URL=redis_url, API_TOKEN=api_token), tmp_path)
     port = free_port()

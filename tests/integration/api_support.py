@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-of-32-characters-ok"
 PHONE = "+905321234567"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 MESSAGE_FIELDS = {

@@ -31,17 +31,17 @@ CALLS = {
     ("get", "/metrics"),
 }
 ERRORS_BY_CALL = {
-    ("post", "/messaging/start"): {"401", "413", "503"},
-    ("post", "/messaging/stop"): {"401", "413", "503"},
-    ("get", "/messaging/status"): {"401", "503"},
-    ("get", "/messaging/sent"): {"400", "401", "503"},
-    ("get", "/messaging/failed"): {"400", "401", "503"},
-    ("post", "/messaging/messages"): {"401", "413", "422", "503"},
-    ("get", "/messaging/messages/{message_id}"): {"401", "404", "503"},
-    ("post", "/messaging/messages/{message_id}/retry"): {"401", "404", "409", "413", "503"},
-    ("post", "/messaging/messages/{message_id}/cancel"): {"401", "404", "409", "413", "503"},
-    ("get", "/messaging/messages/{message_id}/attempts"): {"400", "401", "404", "503"},
-    ("post", "/messaging/failed/retry"): {"401", "413", "422", "503"},
+    ("post", "/messaging/start"): {"401", "403", "413", "503"},
+    ("post", "/messaging/stop"): {"401", "403", "413", "503"},
+    ("get", "/messaging/status"): {"401", "403", "503"},
+    ("get", "/messaging/sent"): {"400", "401", "403", "503"},
+    ("get", "/messaging/failed"): {"400", "401", "403", "503"},
+    ("post", "/messaging/messages"): {"401", "403", "413", "422", "503"},
+    ("get", "/messaging/messages/{message_id}"): {"401", "403", "404", "503"},
+    ("post", "/messaging/messages/{message_id}/retry"): {"401", "403", "404", "409", "413", "503"},
+    ("post", "/messaging/messages/{message_id}/cancel"): {"401", "403", "404", "409", "413", "503"},
+    ("get", "/messaging/messages/{message_id}/attempts"): {"400", "401", "403", "404", "503"},
+    ("post", "/messaging/failed/retry"): {"401", "403", "413", "422", "503"},
 }
 
 
