@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
+        # Flask's name for the key that signs what the app hands out (page cursors); when it is
+        # empty, api/cursors.py reads the key all API processes share from PostgreSQL on first use.
+        SECRET_KEY=settings.secret_key or None,
     )
     app.extensions["messaging.settings"] = settings
     app.extensions["messaging.runtime"] = ApiRuntime.open(settings, concurrency=8, name="api")

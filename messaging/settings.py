@@ -61,6 +61,7 @@ class Settings:
     api_token: str = ""
     api_auth: str = "auto"
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    secret_key: str = ""  # signs the API's page cursors; empty: a random key kept in PostgreSQL
     sent_response_format: str = "standard"
     log_level: str = "INFO"
     attempt_retention_days: int = 30
@@ -130,11 +131,12 @@ def _flow_control(env: _Environment) -> dict[str, Any]:
 
 
 def _api_access(env: _Environment) -> dict[str, Any]:
-    """Who may call the API, and from where."""
+    """Who may call the API, from where, and the key its page cursors are signed with."""
     return dict(
         api_token=api_token(env.text("API_TOKEN", "")),
         api_auth=env.choice("API_AUTH", "auto", API_AUTH_MODES),
         allowed_hosts=allowed_hosts(env.text("ALLOWED_HOSTS", ""), env.text("GUNICORN_BIND", DEFAULT_BIND)),
+        secret_key=env.text("SECRET_KEY", "").strip(),
     )
 
 

@@ -92,8 +92,8 @@ def test_the_paging_parameters_and_answer_are_documented(document):
         assert set(parameters) == {"limit", "offset", "cursor"}
         limit = {key: value for key, value in parameters["limit"]["schema"].items() if key != "example"}
         assert limit == {"type": "integer", "default": 20, "minimum": 1, "maximum": 100}
-        assert parameters["offset"]["schema"]["minimum"] == 0
-        assert re.fullmatch(parameters["cursor"]["schema"]["pattern"], cursors.encode(cursors.Offset(40), "sent"))
+        assert (parameters["offset"]["schema"]["minimum"], parameters["offset"]["schema"]["maximum"]) == (0, 10_000)
+        assert re.fullmatch(parameters["cursor"]["schema"]["pattern"], cursors.encode(cursors.Offset(40), "sent", "k"))
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema.get("oneOf", [schema])[0] == {"$ref": "#/components/schemas/MessagePage"}
     pagination = document["components"]["schemas"]["Pagination"]

@@ -185,3 +185,8 @@ def test_a_host_that_is_no_host_name_is_refused(bad):
     with pytest.raises(SettingsError, match="^ALLOWED_HOSTS "):
         Settings.from_env({"ALLOWED_HOSTS": bad})
 
+
+
+def test_secret_key_is_read_stripped_and_empty_by_default():
+    assert Settings.from_env({}).secret_key == ""
+    assert Settings.from_env({"SECRET_KEY": " k3y\n"}).secret_key == "k3y"
