@@ -21,6 +21,7 @@ OFFSET_TOO_DEEP = (
     f"Must be at most {MAX_OFFSET:,}. For deeper pages follow pagination.next_cursor: pass it as cursor, "
     "at the cost of a first page at any depth."
 )
+OFFSET_CURSOR_TOO_DEEP = f"An offset cursor goes {MAX_OFFSET:,} rows deep at most, as offset does."
 NOT_A_CURSOR = "Not a cursor this list returned."
 # Signed with a key of its own: only the document shows it.
 EXAMPLE_CURSOR_KEY = "example"
@@ -70,7 +71,7 @@ class PageQuerySchema(Schema):
             raise ValidationError(NOT_A_CURSOR, "cursor") from None
         if isinstance(cursor, cursors.Offset):
             if cursor.offset > MAX_OFFSET:
-                raise ValidationError(f"An offset cursor goes to {MAX_OFFSET:,} rows at most, as offset does.", "cursor")
+                raise ValidationError(OFFSET_CURSOR_TOO_DEEP, "cursor")
             data["offset"] = cursor.offset
         else:
             data["after"] = cursor
