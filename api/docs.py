@@ -33,7 +33,7 @@ PostgreSQL or Redis being unreachable 503 naming which.
 
 **Pagination.** `/messaging/sent` and `/messaging/failed` take `limit` and `offset`, or a
 `cursor`: `pagination.next_cursor` of the previous page. A cursor page costs the same at
-any depth; an offset page costs more the deeper it is.
+any depth; an offset page costs more the deeper it is, and `offset` goes to 10,000.
 """
 
 SPEC_KWARGS = {
