@@ -43,16 +43,17 @@ logger_class = OneLineLogger
 
 def on_starting(server):
     """Refuse to start on a bad setting, with one line naming it (not a traceback per worker)."""
+    from api.auth import check_access, warn_if_open
+
     try:
         settings = Settings.from_env()
+        check_access(settings)
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
     # The app's own event lines (sending_started, ...); forked workers inherit the handler.
     logs.configure(settings.log_level)
     # Here, in the master, rather than in create_app: once per start, not once per worker.
-    from api.auth import warn_if_open
-
     warn_if_open(settings)
 
 

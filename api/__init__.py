@@ -20,9 +20,10 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app with its own pool, Redis client and broker producer."""
-    from api import auth, docs, errors, health, messages, sending
+    from api import auth, browsers, docs, errors, health, messages, sending
 
     settings = settings or Settings.from_env()
+    auth.check_access(settings)
     app = Flask(__name__)
     app.request_class = BoundedRequest
     app.config.update(
@@ -34,13 +35,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
+        # Flask's name for the key that signs what the app hands out (page cursors); when it is
+        # empty, api/cursors.py reads the key all API processes share from PostgreSQL on first use.
+        SECRET_KEY=settings.secret_key or None,
     )
     app.extensions["messaging.settings"] = settings
     app.extensions["messaging.runtime"] = ApiRuntime.open(settings, concurrency=8, name="api")
     app.extensions["messaging.celery"] = _celery_producer(settings)
 
     # App-wide hooks run before a routing error is raised: a wrong path or method under
-    # /messaging/ needs the token too.
+    # /messaging/ needs the token too. A browser's wrong Host or foreign page is refused first.
+    app.before_request(browsers.check_host)
+    app.before_request(browsers.check_origin)
     app.before_request(_refuse_large_body)
     app.before_request(auth.require_token)
     app.after_request(_no_content_for_options)

@@ -9,6 +9,7 @@ from flask import request
 
 from api import settings
 from api.errors import error_response
+from messaging.errors import SettingsError
 from messaging.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def require_token():
     It runs before routing errors are raised, so an unknown path or a wrong method under
     /messaging/ answers 401 too without a token, and reveals nothing about the API.
     """
-    if not settings().api_token or not _protected(request.path) or has_the_token():
+    if not settings().api_token or not protected(request.path) or has_the_token():
         return None
     return error_response(
         401,
@@ -39,7 +40,8 @@ def has_the_token() -> bool:
     return bool(expected) and hmac.compare_digest(_header_bytes(_bearer_token()), expected.encode())
 
 
-def _protected(path: str) -> bool:
+def protected(path: str) -> bool:
+    """Whether the path is one of the /messaging calls (they need the token when API_TOKEN is set)."""
     return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
 
 
@@ -55,6 +57,21 @@ def _header_bytes(text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace")
+
+
+def check_access(config: Settings) -> None:
+    """API_AUTH against API_TOKEN: a SettingsError where they disagree.
+
+    Checked where the API starts (create_app, gunicorn's on_starting), not in
+    Settings.from_env: the workers read the same settings without being given API_TOKEN.
+    """
+    if config.api_auth == "token" and not config.api_token:
+        raise SettingsError(
+            "API_TOKEN",
+            "must be set (32 characters or more) while API_AUTH=token, or set API_AUTH=off to serve the API without a token",
+        )
+    if config.api_auth == "off" and config.api_token:
+        raise SettingsError("API_AUTH", "is off while API_TOKEN is set: unset API_TOKEN, or API_AUTH to require it")
 
 
 def warn_if_open(config: Settings) -> None:

@@ -6,29 +6,34 @@ the index at the cost of a first page. Rows without a sort time (a seed-style in
 of a sent message has no `sent_at`) come first in that order and cannot be named by a
 time, so a page that ends on one gets an offset cursor `o<rows to skip>` instead.
 
-Each cursor ends with `.<check>`: an HMAC over the position and the list it was issued
-for, so a cursor typed by hand, edited, or taken from the other list is refused (400)
-instead of silently answering some other page. The check guards against mistakes, not
-attackers: a cursor grants nothing that `offset` does not already give the same caller.
-Its key is therefore a constant of this code rather than a secret setting: every API
-process and every version that shares this format agree on it with nothing to
-configure, and cursors handed out before a restart or by another instance keep working.
+Each cursor ends with `.<signature>` (itsdangerous, HMAC-SHA256 over the position and the
+list it was issued for) under the app's SECRET_KEY. A cursor typed by hand, edited, taken
+from the other list, or issued by a deployment with another key is refused (400) instead of
+silently answering some other page. Without SECRET_KEY the key is made once and kept in
+PostgreSQL, so every API process, and every restart, signs and checks with the same one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
+import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
+from flask import current_app
+from itsdangerous import BadSignature, Signer
+
+from api import runtime
+
 POSITION = r"(-?[0-9]{1,18}_[0-9a-f]{32}|o[0-9]{1,10})"
-CHECK_CHARS = 16
-PATTERN = rf"^{POSITION}\.[0-9a-f]{{{CHECK_CHARS}}}$"
-KEY = b"messaging page cursor v1"
+SIGNATURE_CHARS = 43  # an HMAC-SHA256 in unpadded URL-safe base64
+PATTERN = rf"^{POSITION}\.[A-Za-z0-9_-]{{{SIGNATURE_CHARS}}}$"
+SHARED_KEY_NAME = "page_cursors"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ONE_MICROSECOND = timedelta(microseconds=1)
+_loading_key = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -49,23 +54,24 @@ class Offset:
 Cursor = Keyset | Offset
 
 
-def encode(cursor: Cursor, listing: str) -> str:
-    """The token for a position in the list named `listing` (`sent`, `failed`)."""
+def encode(cursor: Cursor, listing: str, key: str) -> str:
+    """The token for a position in the list named `listing` (`sent`, `failed`), signed with `key`."""
     if isinstance(cursor, Offset):
-        return sign(f"o{cursor.offset}", listing)
-    return sign(f"{(cursor.time - EPOCH) // ONE_MICROSECOND}_{cursor.id.hex}", listing)
+        return sign(f"o{cursor.offset}", listing, key)
+    return sign(f"{(cursor.time - EPOCH) // ONE_MICROSECOND}_{cursor.id.hex}", listing, key)
 
 
-def sign(position: str, listing: str) -> str:
-    """A position's text (matching POSITION) with the check that makes it a cursor of `listing`."""
-    return f"{position}.{_check(position, listing)}"
+def sign(position: str, listing: str, key: str) -> str:
+    """A position's text (matching POSITION) with the signature that makes it a cursor of `listing`."""
+    return _signer(listing, key).sign(position).decode()
 
 
-def decode(text: str, listing: str) -> Cursor:
-    """The position a token names; ValueError unless this API issued it for `listing` (check PATTERN first)."""
-    position, _, check = text.rpartition(".")
-    if not hmac.compare_digest(check, _check(position, listing)):
-        raise ValueError("not a cursor of this list")
+def decode(text: str, listing: str, key: str) -> Cursor:
+    """The position a token names; ValueError unless `key` signed it for `listing` (check PATTERN first)."""
+    try:
+        position = _signer(listing, key).unsign(text).decode()
+    except BadSignature:
+        raise ValueError("not a cursor of this list") from None
     if position.startswith("o"):
         return Offset(int(position[1:]))
     micros, hex_id = position.split("_")
@@ -79,8 +85,18 @@ def after(sort_time: datetime | None, message_id: UUID, *, end_offset: int) -> C
     return Keyset(sort_time, message_id)
 
 
-def _check(position: str, listing: str) -> str:
-    return hmac.new(KEY, f"{listing}:{position}".encode(), hashlib.sha256).hexdigest()[:CHECK_CHARS]
+def signing_key() -> str:
+    """The app's SECRET_KEY; when it has none, the key kept in PostgreSQL, read once (made by the first process)."""
+    config = current_app.config
+    if not config.get("SECRET_KEY"):
+        with _loading_key:
+            if not config.get("SECRET_KEY"):
+                config["SECRET_KEY"] = runtime().records.service_key(SHARED_KEY_NAME, secrets.token_urlsafe(32))
+    return config["SECRET_KEY"]
+
+
+def _signer(listing: str, key: str) -> Signer:
+    return Signer(key, salt=f"messaging page cursor {listing}", digest_method=hashlib.sha256)
 
 
 def _time_from_micros(micros: int) -> datetime:

@@ -8,6 +8,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api.examples import EXAMPLE_CONTENT, EXAMPLE_ID, EXAMPLE_PHONE, EXAMPLE_SEND_AT
 from api.schemas import ApiErrorSchema
+from messaging.errors import CrossSiteRequest
 
 ASSETS_URL = "/docs/assets/"
 BEARER = [{"bearerAuth": []}]
@@ -20,6 +21,11 @@ workers, a batch every `SEND_INTERVAL_SECONDS` while sending is enabled.
 `Authorization: Bearer <API_TOKEN>`, else 401. `/health`, `/ready`, `/metrics`, `/docs`
 and `/openapi.json` are always open. Without `API_TOKEN` the whole API is open.
 
+**Browsers.** A `/messaging/*` call from a page of another origin (its `Origin`, or
+`Sec-Fetch-Site` other than `same-origin` or `none`) answers 403; a `Host` outside the
+server's `ALLOWED_HOSTS` answers 400 on every path. Clients that are not browsers send
+neither header and are not affected.
+
 **Errors.** Every error answer is JSON: `{"error": {"code", "message", "fields"}}`, with
 `fields` (per-field messages) on validation errors only. An unknown path answers 404, a
 method a path does not support 405 (with `Allow`), a request body over 64 KiB 413, and
@@ -27,7 +33,7 @@ PostgreSQL or Redis being unreachable 503 naming which.
 
 **Pagination.** `/messaging/sent` and `/messaging/failed` take `limit` and `offset`, or a
 `cursor`: `pagination.next_cursor` of the previous page. A cursor page costs the same at
-any depth; an offset page costs more the deeper it is.
+any depth; an offset page costs more the deeper it is, and `offset` goes to 10,000.
 """
 
 SPEC_KWARGS = {
@@ -65,6 +71,13 @@ ERROR_RESPONSES = {
                 "schema": {"type": "string", "example": 'Bearer realm="messaging"'},
             }
         },
+    },
+    403: {
+        "description": (
+            "Sent by a page of another origin (its Origin header or Sec-Fetch-Site says so): only the API's "
+            "own pages, and clients that are not browsers, may call /messaging/*."
+        ),
+        "example": _error("forbidden", CrossSiteRequest.__doc__),
     },
     404: {
         "description": "No message with that id (also for an id that is not a UUID).",
@@ -139,13 +152,13 @@ def _unavailable(dependencies: tuple[str, ...]) -> dict:
 
 
 def messaging_call(blp, *statuses: int, needs: tuple[str, ...] = ("postgresql",), documented: dict | None = None):
-    """Document a /messaging call: bearer auth, 401, each error status it can answer, and 503 for `needs`;
+    """Document a /messaging call: bearer auth, 401, 403, each error status it can answer, and 503 for `needs`;
     `documented` replaces the shared description of a status where the call's own reads differently."""
 
     def decorate(view):
         view = blp.doc(security=BEARER)(view)
         shared = {**ERROR_RESPONSES, **(documented or {})}
-        responses = {401: shared[401], **{status: shared[status] for status in statuses}}
+        responses = {401: shared[401], 403: shared[403], **{status: shared[status] for status in statuses}}
         responses[503] = _unavailable(needs)
         for status, response in responses.items():
             view = blp.alt_response(status, schema=ApiErrorSchema, **response)(view)

@@ -11,7 +11,9 @@ from werkzeug.exceptions import HTTPException
 from api import MAX_BODY_BYTES, seed
 from api.parser import BODY
 from messaging.errors import (
+    CrossSiteRequest,
     DependencyUnavailable,
+    HostNotAllowed,
     InvalidMessage,
     MessageNotCancelable,
     MessageNotFound,
@@ -34,6 +36,8 @@ DOMAIN_ERRORS: dict[type[MessagingError], tuple[int, str]] = {
     MessageNotCancelable: (409, "conflict"),
     InvalidMessage: (422, "validation_error"),
     DependencyUnavailable: (503, "unavailable"),
+    HostNotAllowed: (400, "host_not_allowed"),
+    CrossSiteRequest: (403, "forbidden"),
 }
 
 

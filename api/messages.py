@@ -182,7 +182,7 @@ def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | No
     if len(rows) > limit:
         last = messages[-1]
         position = cursors.after(_sort_time(status, last), last.id, end_offset=offset + limit)
-        next_cursor = cursors.encode(position, status.label)
+        next_cursor = cursors.encode(position, status.label, cursors.signing_key())
     return {
         "data": messages,
         "pagination": {

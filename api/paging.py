@@ -15,8 +15,16 @@ from messaging.domain.message import Status
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
-MAX_OFFSET = 2**31 - 1
+# Deeper offset pages cost more the deeper they go: beyond this, follow the cursors.
+MAX_OFFSET = 10_000
+OFFSET_TOO_DEEP = (
+    f"Must be at most {MAX_OFFSET:,}. For deeper pages follow pagination.next_cursor: pass it as cursor, "
+    "at the cost of a first page at any depth."
+)
+OFFSET_CURSOR_TOO_DEEP = f"An offset cursor goes {MAX_OFFSET:,} rows deep at most, as offset does."
 NOT_A_CURSOR = "Not a cursor this list returned."
+# Signed with a key of its own: only the document shows it.
+EXAMPLE_CURSOR_KEY = "example"
 ATTEMPT_CURSOR = r"^[0-9]{1,18}$"
 
 
@@ -35,10 +43,10 @@ class PageQuerySchema(Schema):
     )
     offset = QueryInteger(
         load_default=0,
-        validate=validate.Range(min=0, max=MAX_OFFSET),
+        validate=[validate.Range(min=0), validate.Range(max=MAX_OFFSET, error=OFFSET_TOO_DEEP)],
         metadata={
-            "description": "Rows to skip. Its cost grows with the offset; prefer `cursor` for deep pages. "
-            "Not with `cursor` (400), except 0.",
+            "description": f"Rows to skip, 0 to {MAX_OFFSET:,}. Its cost grows with the offset; for deep pages "
+            "follow `cursor`. Not with `cursor` (400), except 0.",
             "example": 0,
         },
     )
@@ -58,10 +66,12 @@ class PageQuerySchema(Schema):
         if data["offset"]:
             raise ValidationError("Use either offset or cursor, not both.", "cursor")
         try:
-            cursor = cursors.decode(data.pop("cursor"), self.listing)
+            cursor = cursors.decode(data.pop("cursor"), self.listing, cursors.signing_key())
         except ValueError:
             raise ValidationError(NOT_A_CURSOR, "cursor") from None
         if isinstance(cursor, cursors.Offset):
+            if cursor.offset > MAX_OFFSET:
+                raise ValidationError(OFFSET_CURSOR_TOO_DEEP, "cursor")
             data["offset"] = cursor.offset
         else:
             data["after"] = cursor
@@ -93,7 +103,9 @@ class PaginationSchema(Schema):
         allow_none=True,
         metadata={
             "description": "Pass as `cursor` for the next page; null on the last page.",
-            "example": cursors.encode(cursors.Keyset(EXAMPLE_SENT_AT, UUID(EXAMPLE_ID)), Status.SENT.label),
+            "example": cursors.encode(
+                cursors.Keyset(EXAMPLE_SENT_AT, UUID(EXAMPLE_ID)), Status.SENT.label, EXAMPLE_CURSOR_KEY
+            ),
         },
     )
 

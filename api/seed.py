@@ -119,6 +119,7 @@ def document_both_shapes(blp) -> Callable:
             200: json_schema({"oneOf": [MessagePageSchema, {"type": "array", "items": SeedMessageSchema}]}),
             400: json_schema(either_error),
             401: json_schema(either_error),
+            403: json_schema(either_error),
             503: json_schema(either_error),
         }
     )

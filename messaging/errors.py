@@ -72,3 +72,11 @@ class InvalidMessage(MessagingError):
     def __init__(self, fields: dict[str, list[str]]) -> None:
         self.fields = fields
         super().__init__("; ".join(f"{name}: {' '.join(problems)}" for name, problems in fields.items()))
+
+
+class HostNotAllowed(MessagingError):
+    """The Host header names no host in ALLOWED_HOSTS."""
+
+
+class CrossSiteRequest(MessagingError):
+    """A page of another site cannot call /messaging/*: only its own pages, and clients that are not browsers."""

@@ -29,6 +29,15 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 # GET /messaging/sent: our shape, or the Go service's (a bare array, its field names and errors).
 SENT_RESPONSE_FORMATS = ("standard", "seed")
+# API_AUTH: `auto` requires the token when API_TOKEN is set; `token` refuses to start without it; `off` without.
+API_AUTH_MODES = ("auto", "token", "off")
+MIN_API_TOKEN_CHARS = 32
+DEFAULT_BIND = "127.0.0.1:8080"  # gunicorn.conf.py's default for GUNICORN_BIND
+# Host names a page of another site can never make a browser send (no DNS answer changes them).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+ANY_HOST = "*"
+HOST_NAME = r"[a-z0-9.-]+|\[[0-9a-f:.]+\]"
+HOST_AND_PORT = re.compile(rf"({HOST_NAME})(:[0-9]{{1,5}})?", re.IGNORECASE)
 # What a header may carry once it leaves here: visible ASCII, and spaces or tabs between words.
 # A newline from a secret file would otherwise fail every request that sends it.
 HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
@@ -59,6 +68,9 @@ class Settings:
     claim_timeout_seconds: float = 300.0
     cache_ttl_seconds: int = 86400
     api_token: str = secret()
+    api_auth: str = "auto"
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    secret_key: str = secret()  # signs the API's page cursors; empty: a random key kept in PostgreSQL
     sent_response_format: str = "standard"
     log_level: str = "INFO"
     attempt_retention_days: int = 30
@@ -104,7 +116,7 @@ class Settings:
             retry_max_seconds=env.number("RETRY_MAX_SECONDS", 600.0, float, low=0, high=7 * 86400),
             claim_timeout_seconds=env.number("CLAIM_TIMEOUT_SECONDS", 300.0, float, low=1, high=86400),
             cache_ttl_seconds=env.number("CACHE_TTL_SECONDS", 86400, int, low=1, high=365 * 86400),
-            api_token=env.text("API_TOKEN", ""),
+            **_api_access(env),
             sent_response_format=env.choice("SENT_RESPONSE_FORMAT", "standard", SENT_RESPONSE_FORMATS),
             log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             attempt_retention_days=env.number("ATTEMPT_RETENTION_DAYS", 30, int, low=1, high=3650),
@@ -135,6 +147,52 @@ def _flow_control(env: _Environment) -> dict[str, Any]:
         breaker_open_seconds=env.number("BREAKER_OPEN_SECONDS", 30.0, float, low=0.1, high=86400),
         webhook_signing_secrets=signing_secrets(env.text("WEBHOOK_SIGNING_SECRET", "")),
     )
+
+
+def _api_access(env: _Environment) -> dict[str, Any]:
+    """Who may call the API, from where, and the key its page cursors are signed with."""
+    return dict(
+        api_token=api_token(env.text("API_TOKEN", "")),
+        api_auth=env.choice("API_AUTH", "auto", API_AUTH_MODES),
+        allowed_hosts=allowed_hosts(env.text("ALLOWED_HOSTS", ""), env.text("GUNICORN_BIND", DEFAULT_BIND)),
+        secret_key=env.text("SECRET_KEY", "").strip(),
+    )
+
+
+def api_token(raw: str) -> str:
+    """API_TOKEN without surrounding whitespace (a secret file's newline): empty, or 32 printable characters or more."""
+    token = raw.strip()
+    if any(not character.isprintable() for character in token):
+        raise SettingsError("API_TOKEN", "must not contain control characters (it is compared to a header)")
+    if token and len(token) < MIN_API_TOKEN_CHARS:
+        raise SettingsError("API_TOKEN", f"must be at least {MIN_API_TOKEN_CHARS} characters, got {len(token)}")
+    return token
+
+
+def allowed_hosts(raw: str, bind: str) -> tuple[str, ...]:
+    """The loopback names, GUNICORN_BIND's host, and ALLOWED_HOSTS (separated by commas or spaces, any port)."""
+    names = [*LOOPBACK_HOSTS, *_bind_host(bind)]
+    for entry in raw.replace(",", " ").split():
+        if entry != ANY_HOST and not HOST_AND_PORT.fullmatch(entry):
+            raise SettingsError("ALLOWED_HOSTS", f"must be host names or * separated by commas or spaces, got {entry!r}")
+        names.append(entry if entry == ANY_HOST else host_name(entry))
+    return tuple(dict.fromkeys(names))
+
+
+def host_name(host: str) -> str:
+    """A Host header's (or an address's) name: lower case, no port, no final dot; IPv6 in brackets."""
+    host = host.strip().lower()
+    name = host.partition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
+    return name.removesuffix(".")
+
+
+def _bind_host(bind: str) -> tuple[str, ...]:
+    """The host of a gunicorn bind address (none for a Unix socket or a file descriptor).
+
+    0.0.0.0 and [::] are taken literally, as a Host header naming them: listening on every
+    address does not make every name this API's own.
+    """
+    return (host_name(bind),) if HOST_AND_PORT.fullmatch(bind.strip()) else ()
 
 
 def signing_secrets(raw: str) -> tuple[str, ...]:

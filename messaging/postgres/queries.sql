@@ -315,3 +315,11 @@ WHERE sending_status = 3
 -- name: count_sent_since
 -- Messages this service sent (POSTed: attempts > 0) that PostgreSQL recorded as sent at or after %(since)s.
 SELECT count(*) AS total FROM messages WHERE sending_status = 1 AND sent_at >= %(since)s AND attempts > 0;
+
+-- name: keep_service_key
+-- Keep %(value)s under %(name)s unless a key is kept there already (the first process's wins).
+INSERT INTO service_keys (name, value) VALUES (%(name)s, %(value)s) ON CONFLICT (name) DO NOTHING RETURNING value;
+
+-- name: service_key
+-- The key kept under %(name)s (a statement of its own: it sees a key another process committed meanwhile).
+SELECT value FROM service_keys WHERE name = %(name)s;

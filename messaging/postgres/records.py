@@ -1,4 +1,4 @@
-"""The messages and their attempts in PostgreSQL: one method per operation, each a named query.
+"""The messages, their attempts and the service's own keys in PostgreSQL: one method per operation, each a named query.
 
 Rows become domain objects here. `Records` is also what the delivery rules use through their
 `Records` port (messaging/delivery/ports.py).
@@ -231,6 +231,15 @@ class Records:
         """Messages this service POSTed that PostgreSQL records as sent at or after `since`."""
         row = fetch_one(self.pool, "count_sent_since", since=since)
         return row["total"] if row else 0
+
+    # --- the service's own keys ---------------------------------------------------------------
+
+    def service_key(self, name: str, candidate: str) -> str:
+        """The key every process shares under `name`: `candidate` if this call is the first to keep one."""
+        kept = fetch_one(self.pool, "keep_service_key", name=name, value=candidate)
+        row = kept or fetch_one(self.pool, "service_key", name=name)
+        assert row is not None  # kept now or before, and never deleted
+        return row["value"]
 
 
 def _attempt_parameters(attempt: Attempt | None) -> dict[str, Any]:

@@ -43,7 +43,9 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(database_url, redis_url, tmp_path_factory) -> Iterator[Api]:
-    stack = Stack(environment(DATABASE_URL=database_url, REDIS_URL=redis_url, AUTO_START="false"), tmp_path_factory.mktemp("api"))
+    # The raw requests below name the API "api" in their Host header: ALLOWED_HOSTS adds that name.
+    env = environment(DATABASE_URL=database_url, REDIS_URL=redis_url, AUTO_START="false", ALLOWED_HOSTS="api")
+    stack = Stack(env, tmp_path_factory.mktemp("api"))
     port = free_port()
     process = stack.api(port)
     yield Api(port, process)
@@ -193,6 +195,30 @@ def test_a_malformed_chunked_body_answers_400_json_and_changes_nothing(api, db, 
     assert json.loads(answer)["error"]["code"] == "bad_request"
     assert count_messages(db) == 0
     assert redis.Redis.from_url(redis_url).get(keys.ENABLED) is None
+
+
+# --- browsers ------------------------------------------------------------------------------
+
+
+def from_browser(method: bytes, path: bytes, host: bytes, *headers: bytes) -> bytes:
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n" % (
+        method, path, host, b"".join(h + b"\r\n" for h in headers)
+    )
+
+
+def test_a_rebound_host_gets_400_and_a_foreign_page_403_from_the_real_server(api, redis_url):
+    own = b"127.0.0.1:%d" % api.port
+    rebound = api.send(from_browser(b"GET", b"/messaging/sent", b"attacker.example:%d" % api.port))
+    foreign_page = api.send(
+        from_browser(b"POST", b"/messaging/stop", own, b"Origin: https://attacker.example", b"Sec-Fetch-Site: cross-site")
+    )
+
+    assert rebound.startswith(b"HTTP/1.1 400 ") and b'"host_not_allowed"' in rebound, rebound
+    assert foreign_page.startswith(b"HTTP/1.1 403 ") and b'"forbidden"' in foreign_page, foreign_page
+    assert redis.Redis.from_url(redis_url).get(keys.ENABLED) is None  # sending was not stopped
+    own_page = from_browser(b"GET", b"/messaging/sent", own, b"Origin: http://" + own, b"Sec-Fetch-Site: same-origin")
+    assert api.send(own_page).startswith(b"HTTP/1.1 200 ")
+    assert api.send(from_browser(b"GET", b"/messaging/sent", b"[::1]:%d" % api.port)).startswith(b"HTTP/1.1 200 ")
 
 
 # --- what gunicorn refuses itself ----------------------------------------------------------

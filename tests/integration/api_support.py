@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from api import cursors
+
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-of-32-characters-ok"
 PHONE = "+905321234567"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 MESSAGE_FIELDS = {
@@ -28,6 +30,12 @@ def error_of(response) -> dict:
     assert set(body) == {"error"}
     assert {"code", "message"} <= set(body["error"]) <= {"code", "message", "fields"}
     return body["error"]
+
+
+def cursor_key(client: FlaskClient) -> str:
+    """The key the client's app signs its page cursors with (its SECRET_KEY, or the one kept in PostgreSQL)."""
+    with client.application.app_context():
+        return cursors.signing_key()
 
 
 def row(db, message_id) -> dict:

@@ -31,17 +31,17 @@ CALLS = {
     ("get", "/metrics"),
 }
 ERRORS_BY_CALL = {
-    ("post", "/messaging/start"): {"401", "413", "503"},
-    ("post", "/messaging/stop"): {"401", "413", "503"},
-    ("get", "/messaging/status"): {"401", "503"},
-    ("get", "/messaging/sent"): {"400", "401", "503"},
-    ("get", "/messaging/failed"): {"400", "401", "503"},
-    ("post", "/messaging/messages"): {"401", "413", "422", "503"},
-    ("get", "/messaging/messages/{message_id}"): {"401", "404", "503"},
-    ("post", "/messaging/messages/{message_id}/retry"): {"401", "404", "409", "413", "503"},
-    ("post", "/messaging/messages/{message_id}/cancel"): {"401", "404", "409", "413", "503"},
-    ("get", "/messaging/messages/{message_id}/attempts"): {"400", "401", "404", "503"},
-    ("post", "/messaging/failed/retry"): {"401", "413", "422", "503"},
+    ("post", "/messaging/start"): {"401", "403", "413", "503"},
+    ("post", "/messaging/stop"): {"401", "403", "413", "503"},
+    ("get", "/messaging/status"): {"401", "403", "503"},
+    ("get", "/messaging/sent"): {"400", "401", "403", "503"},
+    ("get", "/messaging/failed"): {"400", "401", "403", "503"},
+    ("post", "/messaging/messages"): {"401", "403", "413", "422", "503"},
+    ("get", "/messaging/messages/{message_id}"): {"401", "403", "404", "503"},
+    ("post", "/messaging/messages/{message_id}/retry"): {"401", "403", "404", "409", "413", "503"},
+    ("post", "/messaging/messages/{message_id}/cancel"): {"401", "403", "404", "409", "413", "503"},
+    ("get", "/messaging/messages/{message_id}/attempts"): {"400", "401", "403", "404", "503"},
+    ("post", "/messaging/failed/retry"): {"401", "403", "413", "422", "503"},
 }
 
 
@@ -92,8 +92,8 @@ def test_the_paging_parameters_and_answer_are_documented(document):
         assert set(parameters) == {"limit", "offset", "cursor"}
         limit = {key: value for key, value in parameters["limit"]["schema"].items() if key != "example"}
         assert limit == {"type": "integer", "default": 20, "minimum": 1, "maximum": 100}
-        assert parameters["offset"]["schema"]["minimum"] == 0
-        assert re.fullmatch(parameters["cursor"]["schema"]["pattern"], cursors.encode(cursors.Offset(40), "sent"))
+        assert (parameters["offset"]["schema"]["minimum"], parameters["offset"]["schema"]["maximum"]) == (0, 10_000)
+        assert re.fullmatch(parameters["cursor"]["schema"]["pattern"], cursors.encode(cursors.Offset(40), "sent", "k"))
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema.get("oneOf", [schema])[0] == {"$ref": "#/components/schemas/MessagePage"}
     pagination = document["components"]["schemas"]["Pagination"]

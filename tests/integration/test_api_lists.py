@@ -14,6 +14,7 @@ from tests.integration.api_support import (
     ISO_UTC,
     MESSAGE_FIELDS,
     T0,
+    cursor_key,
     error_of,
     operations,
 )
@@ -161,6 +162,7 @@ BAD_QUERIES = [
     ("offset=1.5", "offset"),
     ("offset=", "offset"),
     ("offset=x", "offset"),
+    ("offset=10001", "offset"),
     ("offset=2147483648", "offset"),
     ("offset=99999999999999999999999", "offset"),
     ("cursor=", "cursor"),
@@ -190,14 +192,14 @@ def test_bad_paging_parameters_answer_400_naming_them(client, path, query, field
         cursors.Keyset(datetime(1970, 1, 1, tzinfo=timezone.utc), UUID(int=0)),
         cursors.Keyset(datetime.min.replace(tzinfo=timezone.utc), UUID(int=2**128 - 1)),
         cursors.Keyset(datetime.max.replace(tzinfo=timezone.utc), UUID(int=2**128 - 1)),
-        cursors.Offset(9_999_999_999),
+        cursors.Offset(10_000),
     ],
-    ids=["epoch", "far-past", "far-future", "far-offset"],
+    ids=["epoch", "far-past", "far-future", "deepest-offset"],
 )
 def test_a_cursor_the_api_issued_answers_a_page_at_any_depth(client, make_message, cursor):
     make_listed(make_message, "/messaging/sent", T0)
 
-    response = client.get(f"/messaging/sent?cursor={cursors.encode(cursor, 'sent')}")
+    response = client.get(f"/messaging/sent?cursor={cursors.encode(cursor, 'sent', cursor_key(client))}")
 
     assert response.status_code == 200
     assert response.get_json()["pagination"]["total"] == 1
@@ -302,3 +304,28 @@ def test_once_a_large_total_stands_a_page_skips_the_capped_count(client, db, mon
     for _ in range(3):
         assert client.get("/messaging/sent").get_json()["pagination"]["total"] == 7
     assert counted == [], "7 is over twice the exact limit: the remembered total serves without counting"
+
+
+@LISTS
+def test_offset_goes_to_10000_and_deeper_pages_are_pointed_to_cursors(client, make_message, path):
+    make_listed(make_message, path, T0)
+
+    assert client.get(f"{path}?offset=10000").status_code == 200
+    response = client.get(f"{path}?offset=10001")
+
+    assert response.status_code == 400
+    assert "cursor" in error_of(response)["fields"]["offset"][0]
+
+
+@LISTS
+def test_an_offset_cursor_has_the_same_cap(client, make_message, path):
+    make_listed(make_message, path, T0)
+    listing = path.rsplit("/", 1)[1]
+
+    deepest = cursors.encode(cursors.Offset(10_000), listing, cursor_key(client))
+    beyond = cursors.encode(cursors.Offset(10_001), listing, cursor_key(client))
+
+    assert client.get(f"{path}?cursor={deepest}").status_code == 200
+    response = client.get(f"{path}?cursor={beyond}")
+    assert response.status_code == 400
+    assert list(error_of(response)["fields"]) == ["cursor"]

@@ -74,6 +74,7 @@ def test_it_pages_newest_sent_first_by_limit_and_offset(seed_client, make_messag
         ("?limit=101", "limit: Must be greater than or equal to 1"),
         ("?limit=ten", "limit: Not a valid integer."),
         ("?limit=10&offset=-1", "offset: Must be greater than or equal to 0"),
+        ("?limit=10&offset=10001", "offset: Must be at most 10,000. For deeper pages follow pagination.next_cursor"),
         ("?limit=10&format=xml", "format: Must be one of: standard, seed."),
     ],
 )

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from api.auth import check_access
 from messaging.errors import SettingsError
 from messaging.settings import Settings
+
+LONG_TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 def test_defaults_give_the_original_rule_two_messages_every_two_minutes():
@@ -30,7 +33,7 @@ def test_every_variable_is_read():
         "RETRY_MAX_SECONDS": "30",
         "CLAIM_TIMEOUT_SECONDS": "60",
         "CACHE_TTL_SECONDS": "100",
-        "API_TOKEN": "t",
+        "API_TOKEN": " " + "t" * 32 + "\n",
     }
     settings = Settings.from_env(env)
     assert settings.broker_url.startswith("amqp://")
@@ -39,7 +42,7 @@ def test_every_variable_is_read():
     assert settings.auto_start is False
     assert (settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds) == (3, 1, 30)
     assert (settings.claim_timeout_seconds, settings.cache_ttl_seconds) == (60, 100)
-    assert (settings.webhook_auth_key, settings.api_token) == ("k", "t")
+    assert (settings.webhook_auth_key, settings.api_token) == ("k", "t" * 32)
 
 
 def test_the_broker_defaults_to_the_redis_url():
@@ -125,6 +128,8 @@ def test_repr_masks_every_secret_and_every_password_in_a_url():
             "WEBHOOK_URL": f"https://hook:{SECRET}@provider.test/in",
             "WEBHOOK_AUTH_KEY": SECRET,
             "WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
+            "API_TOKEN": SECRET,
+            "SECRET_KEY": SECRET,
         }
     )
     shown = repr(settings)
@@ -160,3 +165,80 @@ def test_messages_are_kept_90_days_and_0_keeps_them_forever():
     for bad in ("-1", "1.5", "forever"):
         with pytest.raises(SettingsError, match="MESSAGE_RETENTION_DAYS"):
             Settings.from_env({"MESSAGE_RETENTION_DAYS": bad})
+
+
+def test_api_token_is_stripped_and_refused_below_32_characters():
+    assert Settings.from_env({"API_TOKEN": f" {LONG_TOKEN}\n"}).api_token == LONG_TOKEN
+    assert Settings.from_env({"API_TOKEN": " \n"}).api_token == ""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"API_TOKEN": LONG_TOKEN[:31]})
+    assert raised.value.variable == "API_TOKEN" and "32" in str(raised.value)
+    assert LONG_TOKEN[:31] not in str(raised.value)
+
+
+@pytest.mark.parametrize("control", ["\x00", "\r\n", "\t", "\x7f", "\u2028"])
+def test_api_token_with_a_control_character_is_refused(control):
+    with pytest.raises(SettingsError, match="^API_TOKEN .*control"):
+        Settings.from_env({"API_TOKEN": LONG_TOKEN[:16] + control + LONG_TOKEN[16:]})
+
+
+def test_api_auth_is_auto_unless_said_and_nothing_else():
+    assert Settings.from_env({}).api_auth == "auto"
+    assert Settings.from_env({"API_AUTH": " Token "}).api_auth == "token"
+    with pytest.raises(SettingsError, match="^API_AUTH "):
+        Settings.from_env({"API_AUTH": "none"})
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({}, None),
+        ({"API_TOKEN": LONG_TOKEN}, None),
+        ({"API_AUTH": "token", "API_TOKEN": LONG_TOKEN}, None),
+        ({"API_AUTH": "off"}, None),
+        ({"API_AUTH": "token"}, "API_TOKEN"),
+        ({"API_AUTH": "off", "API_TOKEN": LONG_TOKEN}, "API_AUTH"),
+    ],
+)
+def test_the_api_starts_only_when_api_auth_and_api_token_agree(env, refused):
+    settings = Settings.from_env(env)  # a worker reads the same settings whatever they say of the API
+    if refused is None:
+        check_access(settings)
+        return
+    with pytest.raises(SettingsError) as raised:
+        check_access(settings)
+    assert raised.value.variable == refused
+    assert "\n" not in str(raised.value)
+    if refused == "API_TOKEN":
+        assert "API_AUTH=off" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "allowed"),
+    [
+        ({}, {"127.0.0.1", "localhost", "[::1]"}),
+        ({"GUNICORN_BIND": "0.0.0.0:8080"}, {"127.0.0.1", "localhost", "[::1]", "0.0.0.0"}),
+        ({"GUNICORN_BIND": "[::]:8080"}, {"127.0.0.1", "localhost", "[::1]", "[::]"}),
+        ({"GUNICORN_BIND": "10.1.2.3:80"}, {"127.0.0.1", "localhost", "[::1]", "10.1.2.3"}),
+        ({"GUNICORN_BIND": "unix:/run/api.sock"}, {"127.0.0.1", "localhost", "[::1]"}),
+        (
+            {"ALLOWED_HOSTS": "SMS.example.com:443, api.example.com.  [2001:db8::1]:8080"},
+            {"127.0.0.1", "localhost", "[::1]", "sms.example.com", "api.example.com", "[2001:db8::1]"},
+        ),
+        ({"ALLOWED_HOSTS": "*"}, {"127.0.0.1", "localhost", "[::1]", "*"}),
+    ],
+)
+def test_allowed_hosts_are_the_loopback_names_the_bind_host_and_what_allowed_hosts_adds(env, allowed):
+    assert set(Settings.from_env(env).allowed_hosts) == allowed
+
+
+@pytest.mark.parametrize("bad", ["http://sms.example.com", "sms.example.com/x", "*.example.com", "exa mple;x"])
+def test_a_host_that_is_no_host_name_is_refused(bad):
+    with pytest.raises(SettingsError, match="^ALLOWED_HOSTS "):
+        Settings.from_env({"ALLOWED_HOSTS": bad})
+
+
+
+def test_secret_key_is_read_stripped_and_empty_by_default():
+    assert Settings.from_env({}).secret_key == ""
+    assert Settings.from_env({"SECRET_KEY": " k3y\n"}).secret_key == "k3y"
