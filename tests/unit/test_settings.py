@@ -115,7 +115,7 @@ def test_attempts_are_kept_30_days_unless_attempt_retention_days_says_otherwise(
             Settings.from_env({"ATTEMPT_RETENTION_DAYS": bad})
 
 
-SECRET = "s3cr3t-value-that-must-not-show"
+SECRET = "s3cr3t-value-that-must-never-show"
 SIGNING_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3"
 
 
