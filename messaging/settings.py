@@ -20,7 +20,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:9000/webhook"
 
 DATABASE_SCHEMES = ("postgresql", "postgres")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+# kombu's form for Redis behind Sentinels: `sentinel://h1:26379/0;sentinel://h2:26380/0`, one URL per Sentinel.
+SENTINEL_SCHEME = "sentinel"
+DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_SENTINEL_MASTER = "mymaster"
+REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 BROKER_SCHEMES = REDIS_SCHEMES + ("amqp", "amqps", "pyamqp")
 WEBHOOK_SCHEMES = ("http", "https")
 SIGNING_SECRET_PREFIX = "whsec_"
@@ -56,6 +60,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = DEFAULT_REDIS_URL
+    # With sentinel:// URLs: the name the Sentinels monitor the master under, and their own password.
+    redis_sentinel_master: str = DEFAULT_SENTINEL_MASTER
+    redis_sentinel_password: str = secret()
     webhook_url: str = DEFAULT_WEBHOOK_URL
     webhook_auth_key: str = secret()
     webhook_timeout_seconds: float = 10.0
@@ -105,6 +112,8 @@ class Settings:
             database_url=env.url("DATABASE_URL", DEFAULT_DATABASE_URL, DATABASE_SCHEMES),
             redis_url=redis_url,
             broker_url=env.url("CELERY_BROKER_URL", redis_url, BROKER_SCHEMES),
+            redis_sentinel_master=env.text("REDIS_SENTINEL_MASTER", "").strip() or DEFAULT_SENTINEL_MASTER,
+            redis_sentinel_password=env.text("REDIS_SENTINEL_PASSWORD", "").strip(),
             webhook_url=env.url("WEBHOOK_URL", DEFAULT_WEBHOOK_URL, WEBHOOK_SCHEMES),
             webhook_auth_key=env.header_value("WEBHOOK_AUTH_KEY"),
             webhook_timeout_seconds=env.number("WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1, high=300),
@@ -281,6 +290,12 @@ class _Environment:
         raw = self._raw(name)
         if raw is None:
             return default
+        if SENTINEL_SCHEME in schemes and (";" in raw or uses_sentinels(raw)):
+            try:
+                sentinels(raw)
+            except ValueError as error:
+                raise SettingsError(name, f"{error}, got {without_password(raw)!r}") from None
+            return raw
         parts = urlsplit(raw)
         scheme = parts.scheme.split("+")[0]
         if scheme not in schemes:
@@ -290,8 +305,47 @@ class _Environment:
         return raw
 
 
+@dataclass(frozen=True)
+class Sentinels:
+    """What a `sentinel://...;sentinel://...` URL names: the Sentinels, the db, the master's credentials."""
+
+    addresses: tuple[tuple[str, int], ...]
+    db: int
+    username: str | None
+    password: str | None
+
+
+def uses_sentinels(url: str) -> bool:
+    return url.startswith(f"{SENTINEL_SCHEME}:")
+
+
+def sentinels(url: str) -> Sentinels:
+    """Parse kombu's Sentinel form; ValueError says what is wrong. Every part names one Sentinel,
+    the same db (`/0` if none) and the same credentials (those of the Redis master, as in kombu)."""
+    found = []
+    for part in url.split(";"):
+        parts = urlsplit(part.strip())
+        if parts.scheme != SENTINEL_SCHEME:
+            raise ValueError(f"must be {SENTINEL_SCHEME}:// URLs separated by semicolons")
+        try:
+            port = parts.port or DEFAULT_SENTINEL_PORT
+            db = int(parts.path.strip("/") or 0)
+        except ValueError:
+            raise ValueError("each Sentinel needs a numeric port and db") from None
+        if not parts.hostname:
+            raise ValueError("each Sentinel must name a host")
+        found.append(((parts.hostname, port), db, parts.username or None, parts.password))
+    if len({(db, user, password) for _, db, user, password in found}) > 1:
+        raise ValueError("every Sentinel must name the same db and credentials")
+    _, db, username, password = found[0]
+    return Sentinels(tuple(address for address, *_ in found), db, username, password)
+
+
 def without_password(url: str) -> str:
-    """The URL with any password masked: in its user part, or as libpq's `password=` parameter."""
+    """The URL with any password masked: in its user part, or as libpq's `password=` parameter.
+    Several URLs separated by semicolons (kombu's Sentinel form) are masked each."""
+    if ";" in url:
+        return ";".join(without_password(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is not None:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", f":{MASK}@"))
