@@ -37,11 +37,8 @@ class CacheUnavailable(DependencyUnavailable):
         super().__init__("redis", reason)
 
 
-class StopNotReplicated(CacheUnavailable):
-    """Sending is stopped, but no Redis replica acknowledged the stop in time: a failover now could undo it."""
-
-    def __init__(self) -> None:
-        super().__init__(f"{self.__doc__} Stop again once a replica is back")
+class StopNotReplicated(MessagingError):
+    """Sending is stopped, but no Redis replica acknowledged the stop in time: a failover now could undo it. Stop again."""
 
 
 class BrokerUnavailable(DependencyUnavailable):

@@ -141,7 +141,7 @@ class RedisSentinels:
 
     def start(self) -> RedisSentinels:
         master, replica = self.redis_ports
-        common = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--enable-debug-command", "yes")
+        common = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0")
         self._spawn(master, "--port", str(master), *common)
         self._spawn(replica, "--port", str(replica), *common, "--replicaof", "127.0.0.1", str(master))
         for port in self.sentinel_ports:
@@ -172,16 +172,21 @@ class RedisSentinels:
         return max(set(answers), key=answers.count)
 
     def wait_synced(self, timeout: float = 30) -> None:
-        """Until the replica is linked to the master and every Sentinel knows it."""
+        """Until the replica has synced with the master and every Sentinel knows it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             master = redis.Redis(port=self.master_port(), socket_timeout=1)
             replicas = [redis.Redis(port=p, socket_timeout=1).sentinel_slaves(SENTINEL_MASTER)
                         for p in self.sentinel_ports]
-            if master.info("replication").get("connected_slaves") == 1 and all(replicas):
+            if master.info("replication").get("slave0", {}).get("state") == "online" and all(replicas):
                 return
             time.sleep(0.1)
         raise RuntimeError("the replica never synced")
+
+    def replication_link_port(self) -> int:
+        """The replica's own port on its connection to the master (to silence that link)."""
+        replicas = self.client().client_list(_type="replica")
+        return int(replicas[0]["addr"].rsplit(":", 1)[1])
 
     def kill_master(self) -> int:
         """SIGKILL the master; its port."""

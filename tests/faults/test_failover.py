@@ -18,6 +18,7 @@ from messaging.postgres import migrations
 from messaging.postgres import pool as postgres_pool
 from messaging.redis import keys
 from tests.faults.drain import assert_all_delivered, assert_audit_clean, insert_backlog, sent_count
+from tests.faults.network import iptables_unusable, silenced
 from tests.faults.replicas import (
     PostgresPair,
     RedisSentinels,
@@ -190,3 +191,46 @@ def test_every_client_follows_a_new_redis_master_within_15_s_and_nothing_is_lost
     print(f"redis {how}: new master after {promoted:.1f} s, every client followed in {followed_in:.1f} s, "
           f"3000 delivered, {repeated} repeated")
     assert_audit_clean(env)
+
+
+def sending_enabled(api: str) -> bool | None:
+    """What the API says of the switch, or None while it cannot answer."""
+    try:
+        answer = requests.get(f"{api}/status", timeout=5)
+    except requests.RequestException:
+        return None
+    return answer.json()["enabled"] if answer.status_code == 200 else None
+
+
+def test_a_stop_acknowledged_before_a_redis_failover_stays_a_stop(sentinels, fault_env, make_stack):
+    stack = make_stack(**{**fault_env, "REDIS_URL": sentinels.url(), "AUTO_START": "true"})
+    port = free_port()
+    stack.api(port)
+    api = f"http://127.0.0.1:{port}/messaging"
+    assert requests.post(f"{api}/stop", timeout=10).status_code == 200
+    old = sentinels.kill_master()
+    new = sentinels.wait_new_master(old)
+    assert sentinels.client(new).get(keys.ENABLED) == "0", "the new master holds the stop"
+    wait_for(lambda: sending_enabled(api) is False, timeout=FOLLOW_SECONDS, what="the API to report the stop")
+
+
+def test_a_stop_no_replica_took_is_not_acknowledged(sentinels, fault_env, make_stack):
+    """Asynchronous replication can lose a stop in a failover: AUTO_START would then read the
+    missing switch as on. With the replica's link silenced, the API must not answer 200."""
+    reason = iptables_unusable()
+    if reason:
+        pytest.skip(reason)
+    stack = make_stack(**{**fault_env, "REDIS_URL": sentinels.url(), "AUTO_START": "true"})
+    port = free_port()
+    stack.api(port)
+    api = f"http://127.0.0.1:{port}/messaging"
+    old = sentinels.master_port()
+    with silenced(old, {sentinels.replication_link_port()}):
+        answer = requests.post(f"{api}/stop", timeout=10)
+        sentinels.kill_master()
+        # Until the replica is promoted: the dead master's kernel would otherwise still deliver the stop.
+        sentinels.wait_new_master(old)
+    enabled = wait_for(lambda: sending_enabled(api) is not None and [sending_enabled(api)], timeout=FOLLOW_SECONDS,
+                       what="the API to answer through the new master")[0]
+    assert not (answer.status_code == 200 and enabled), "a stop answered 200 became a start in the failover"
+    assert answer.status_code == 503 and "replica" in answer.text, answer.text
