@@ -8,7 +8,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from messaging import timeouts
-from messaging.redis.client import SENTINEL_SOCKET_OPTIONS
+from messaging.redis.client import sentinel_transport_options
 from messaging.ops.pruning import PRUNE_EVERY_SECONDS
 from messaging.settings import SENTINEL_SCHEME, Settings
 from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK
@@ -105,12 +105,7 @@ def _transport_options(settings: Settings) -> dict[str, object]:
     options = timeouts.broker_transport_options(settings.broker_url)
     if _on_redis(settings):
         options["visibility_timeout"] = max(3600, 4 * int(settings.claim_timeout_seconds))
-    if _scheme(settings) == SENTINEL_SCHEME:
-        sentinel_kwargs = {name: options[name] for name in SENTINEL_SOCKET_OPTIONS if name in options}
-        if settings.redis_sentinel_password:
-            sentinel_kwargs["password"] = settings.redis_sentinel_password
-        options.update(master_name=settings.redis_sentinel_master, sentinel_kwargs=sentinel_kwargs)
-    return options
+    return {**options, **sentinel_transport_options(settings)}
 
 
 def _transport(settings: Settings) -> str | None:

@@ -68,6 +68,20 @@ def create_client(
     )
 
 
+def sentinel_transport_options(settings: config.Settings) -> dict[str, Any]:
+    """kombu's Sentinel transport options for CELERY_BROKER_URL: none unless it names Sentinels.
+
+    The Sentinels' own connections get the same bounds as the master's (`sentinel_kwargs`).
+    """
+    if not config.uses_sentinels(settings.broker_url):
+        return {}
+    options = timeouts.redis_socket_options(settings.broker_url)
+    sentinel_kwargs = {name: options[name] for name in SENTINEL_SOCKET_OPTIONS if name in options}
+    if settings.redis_sentinel_password:
+        sentinel_kwargs["password"] = settings.redis_sentinel_password
+    return {"master_name": settings.redis_sentinel_master, "sentinel_kwargs": sentinel_kwargs}
+
+
 class FollowingMasterPool(SentinelConnectionPool):
     """redis-py's Sentinel pool, reporting each change of master it finds (once per change).
 

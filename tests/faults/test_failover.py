@@ -12,6 +12,7 @@ import redis
 import requests
 from psycopg.rows import dict_row
 
+from api.sending import STARTED
 from harness.stack import free_port
 from messaging.errors import DatabaseUnavailable
 from messaging.postgres import migrations
@@ -212,6 +213,9 @@ def test_a_stop_acknowledged_before_a_redis_failover_stays_a_stop(sentinels, fau
     new = sentinels.wait_new_master(old)
     assert sentinels.client(new).get(keys.ENABLED) == "0", "the new master holds the stop"
     wait_for(lambda: sending_enabled(api) is False, timeout=FOLLOW_SECONDS, what="the API to report the stop")
+    # The API's producer found the new master too: starting publishes a batch at once.
+    started = requests.post(f"{api}/start", timeout=10)
+    assert started.json()["message"] == STARTED, started.text
 
 
 def test_a_stop_no_replica_took_is_not_acknowledged(sentinels, fault_env, make_stack):
