@@ -35,6 +35,10 @@ test-fast: install
 bench: install
 	$(BIN)/python -m bench
 
+# The full topology (standbys, Sentinels) under load and random faults; CHAOS_MINUTES (default 10).
+chaos: install
+	$(BIN)/python -m harness.chaos
+
 # What the image installs: every package pinned with its hashes, for Python 3.11 on any
 # platform (markers kept). Rewritten whenever requirements.txt changes.
 requirements.lock: requirements.txt | $(INSTALLED)

@@ -64,7 +64,8 @@ class PostgresPair:
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)}: {result.stdout}{result.stderr}")
 
-    def start(self) -> PostgresPair:
+    def start(self, *, synchronous: bool = False) -> PostgresPair:
+        """Both servers; `synchronous`: the primary's commits wait for the standby (the promoted one's do not)."""
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         a, b = self.root / "a", self.root / "b"
@@ -78,6 +79,11 @@ class PostgresPair:
         self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.ports["a"]), "-U", "postgres",
                   "-D", str(b), "-R", "-X", "stream")
         self._ctl("b", "start")
+        if synchronous:
+            self.wait_replicated()
+            with psycopg.connect(self.url(), autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                conn.execute("SELECT pg_reload_conf()")
         return self
 
     def _ctl(self, node: str, action: str, *options: str) -> None:
@@ -139,11 +145,12 @@ class RedisSentinels:
                                                 cwd=self.root)
         _wait_for_ping(port)
 
+    COMMON = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0")
+
     def start(self) -> RedisSentinels:
         master, replica = self.redis_ports
-        common = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0")
-        self._spawn(master, "--port", str(master), *common)
-        self._spawn(replica, "--port", str(replica), *common, "--replicaof", "127.0.0.1", str(master))
+        self._spawn(master, "--port", str(master), *self.COMMON)
+        self._spawn(replica, "--port", str(replica), *self.COMMON, "--replicaof", "127.0.0.1", str(master))
         for port in self.sentinel_ports:
             conf = self.root / f"sentinel-{port}.conf"
             conf.write_text(
@@ -194,6 +201,10 @@ class RedisSentinels:
         self.processes[port].kill()
         self.processes[port].wait(5)
         return port
+
+    def restart(self, port: int) -> None:
+        """Start a killed server again, empty: the Sentinels make it a replica of the current master."""
+        self._spawn(port, "--port", str(port), *self.COMMON)
 
     def wait_new_master(self, old: int, timeout: float = 30) -> int:
         """Until the Sentinels name another master and it accepts writes; its port."""
