@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 N ?= 3
 
-.PHONY: install migrate demo run test test-fast bench up down logs scale clean lock
+.PHONY: install migrate demo run test test-fast bench chaos up down logs scale clean lock
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ bench: install
 
 # The full topology (standbys, Sentinels) under load and random faults; CHAOS_MINUTES (default 10).
 chaos: install
-	$(BIN)/python -m harness.chaos
+	$(BIN)/python -m tests.faults.chaos
 
 # What the image installs: every package pinned with its hashes, for Python 3.11 on any
 # platform (markers kept). Rewritten whenever requirements.txt changes.

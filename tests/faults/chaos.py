@@ -1,9 +1,11 @@
-"""`make chaos`: the full topology under a steady load and random faults, then a ledger that must balance.
+"""`make chaos` (`python -m tests.faults.chaos`): the full topology under load and random faults, and a ledger.
 
 PostgreSQL primary and standby, a Redis master with a replica and three Sentinels, the API, two
 workers and beat, and a receiver that sometimes fails, throttles or trickles. At random times a
 worker or beat is SIGKILLed and restarted, Redis fails over, PostgreSQL fails over once, and (as
-root) a worker's PostgreSQL connections go silent. Exit 1 when the ledger does not balance.
+root) a worker's PostgreSQL connections go silent. Exit 1 when the ledger does not balance:
+created = sent + failed + canceled, nothing stuck, every message the API acknowledged stored,
+every sent one received, every repeat first received within a fault's window, the audit clean.
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ def record(minutes: float, balanced: bool, figures: dict[str, object]) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else ""
     columns = ["when", "minutes", *figures, "ledger"]
     if RESULTS_HEADING not in text:
-        text += (f"\n{RESULTS_HEADING}\n\nEvery `make chaos` run (harness/chaos.py), newest last.\n\n"
+        text += (f"\n{RESULTS_HEADING}\n\nEvery `make chaos` run (tests/faults/chaos.py), newest last.\n\n"
                  f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n")
     row = [f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", f"{minutes:g}", *map(str, figures.values()),
            "balanced" if balanced else "NOT BALANCED"]
