@@ -59,12 +59,27 @@ def test_the_sentence_finder_sees_prose_in_paragraphs_lists_and_tables_but_not_c
     ]
 
 
+def anchors(document: Path) -> set[str]:
+    """The anchors of a Markdown file's headings, spelled as GitHub makes them: lower case, spaces to
+    hyphens, other punctuation dropped."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", CODE_BLOCK.sub("", document.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def test_every_relative_link_leads_to_a_file_that_exists():
     for document in DOCUMENTS:
         for _, target in LINK.findall(CODE_BLOCK.sub("", document.read_text())):
-            path = target.split("#")[0]
-            if path and not re.match(r"^[a-z]+:", path):
-                assert (document.parent / path).exists(), f"{document.name} links to {target}"
+            path, _, anchor = target.partition("#")
+            if not re.match(r"^[a-z]+:", path):
+                page = document.parent / path if path else document
+                assert page.exists(), f"{document.name} links to {target}"
+                assert not anchor or page.suffix != ".md" or anchor in anchors(page), f"{document.name} links to {target}"
+
+
+def test_anchors_are_spelled_as_github_spells_them(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Operations\n\n## Browsers and hosts\n\n```\n# not a heading\n```\n### The API's token: API_AUTH\n")
+    assert anchors(page) == {"operations", "browsers-and-hosts", "the-apis-token-api_auth"}
 
 
 def test_the_files_that_point_into_docs_find_their_page():
