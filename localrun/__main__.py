@@ -8,13 +8,19 @@ Two things honcho alone gets wrong in a terminal:
   /dev/null, so honcho goes on to stop them all.
 - The URLs printed before the processes start scroll away under the Celery banners.
   Here they are printed once the API, Flower, the receiver, both workers and beat answer.
+
+Before them: PostgreSQL and Redis where none answers (localrun/servers.py), the migrations and
+the demo data. After them, on the way out: the receiver last, so that a POST in flight gets its
+answer, then the embedded servers.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -26,6 +32,10 @@ import requests
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Message, Printer
+
+from localrun import servers
+from messaging.errors import SettingsError
+from messaging.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Local-only defaults, set here so that the processes and the printed URLs agree.
@@ -68,17 +78,39 @@ def main() -> int:
         os.environ.setdefault(name, value)
     env = os.environ
     env.setdefault("WEBHOOK_URL", f"http://127.0.0.1:{env['RECEIVER_PORT']}/webhook")
+    # A SIGTERM before honcho takes over still stops the servers started here.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        settings = Settings.from_env(env)
+        running = servers.ensure(settings.database_url, settings.redis_url, settings.broker_url)
+    except (SettingsError, servers.ServerError) as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
+    try:
+        for server in running:
+            print(f"make run: {server.describe()}", flush=True)
+        for command in ("migrate", "load-demo"):
+            if subprocess.run([sys.executable, "-m", "messaging", command], cwd=ROOT).returncode != 0:
+                return 1
+        return _run_procfile(env, running)
+    finally:
+        servers.stop(running)
+
+
+def _run_procfile(env: Mapping[str, str], running: list[servers.Server]) -> int:
     procfile = parse_procfile((ROOT / "Procfile").read_text()).processes
     manager = Manager(Printer(ClosedPipeTolerant(sys.stdout)))
     for name, command in procfile.items():
         manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
     started = time.time()
-    threading.Thread(target=_announce_when_ready, args=(manager, env, procfile, started), daemon=True).start()
+    threading.Thread(target=_announce_when_ready, args=(manager, env, procfile, started, running), daemon=True).start()
     manager.loop()
     return manager.returncode or 0
 
 
-def _announce_when_ready(manager: Manager, env: Mapping[str, str], procfile: dict[str, str], started: float) -> None:
+def _announce_when_ready(
+    manager: Manager, env: Mapping[str, str], procfile: dict[str, str], started: float, running: list[servers.Server]
+) -> None:
     urls = {
         "API": f"http://{env['GUNICORN_BIND']}",
         "Flower": f"http://127.0.0.1:{env['FLOWER_PORT']}",
@@ -99,10 +131,10 @@ def _announce_when_ready(manager: Manager, env: Mapping[str, str], procfile: dic
     if waiting:
         _say(manager, f"not up after {READY_TIMEOUT_SECONDS} s: {', '.join(waiting)} (see the lines above)")
         return
-    _say(manager, _banner(urls, env))
+    _say(manager, _banner(urls, env, running))
 
 
-def _banner(urls: dict[str, str], env: Mapping[str, str]) -> str:
+def _banner(urls: dict[str, str], env: Mapping[str, str], running: list[servers.Server]) -> str:
     api = urls["API"]
     return "\n".join(
         [
@@ -113,6 +145,7 @@ def _banner(urls: dict[str, str], env: Mapping[str, str]) -> str:
             f"  Receiver   {urls['Receiver']}  (the webhook; it logs every delivery)",
             f"  To see a retry or a failure, tell the receiver to fail: POST {urls['Receiver']}/_receiver/behaviour"
             " (README: \"See a retry, a failure and a manual retry\")",
+            *(f"  {server.describe()}" for server in running),
             _sending_hint(api, env),
             "Ctrl-C stops everything.",
         ]
