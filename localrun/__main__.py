@@ -73,6 +73,31 @@ class ClosedPipeTolerant:
         os.close(devnull)
 
 
+class ReceiverLast(Manager):
+    """honcho's manager, but on the way out the receiver gets SIGTERM only once the rest have stopped:
+    a worker's POST in flight still gets its answer, and the message is not sent again next run."""
+
+    LAST = "receiver"
+
+    def _killall(self, force: bool = False) -> None:
+        if force:
+            return super()._killall(force=True)
+        for name, process in self._processes.items():
+            if name != self.LAST and "returncode" not in process:
+                self._system_print(f"sending SIGTERM to {name} (pid {process['pid']})\n")
+                self._procmgr.terminate(process["pid"])
+        threading.Thread(target=self._stop_last_when_alone, daemon=True).start()
+
+    def _stop_last_when_alone(self) -> None:
+        others = [process for name, process in self._processes.items() if name != self.LAST]
+        while any("returncode" not in process for process in others):
+            time.sleep(0.05)
+        last = self._processes.get(self.LAST, {})
+        if "returncode" not in last and "pid" in last:
+            _say(self, f"sending SIGTERM to {self.LAST} (pid {last['pid']}), the others have stopped")
+            self._procmgr.terminate(last["pid"])
+
+
 def main() -> int:
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -99,7 +124,7 @@ def main() -> int:
 
 def _run_procfile(env: Mapping[str, str], running: list[servers.Server]) -> int:
     procfile = parse_procfile((ROOT / "Procfile").read_text()).processes
-    manager = Manager(Printer(ClosedPipeTolerant(sys.stdout)))
+    manager = ReceiverLast(Printer(ClosedPipeTolerant(sys.stdout)))
     for name, command in procfile.items():
         manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
     started = time.time()
@@ -131,6 +156,8 @@ def _announce_when_ready(
     if waiting:
         _say(manager, f"not up after {READY_TIMEOUT_SECONDS} s: {', '.join(waiting)} (see the lines above)")
         return
+    # Flower learns of the workers only when it asks them: ask now, so that the URL printed answers at once.
+    _answers(f"{urls['Flower']}/api/workers?refresh=true")
     _say(manager, _banner(urls, env, running))
 
 
