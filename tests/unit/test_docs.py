@@ -111,3 +111,15 @@ def test_every_path_the_docs_and_the_comments_name_exists_and_every_test_they_na
                 missing.append(f"{source.relative_to(ROOT)} names {path}::{test}")
         missing += [f"{source.relative_to(ROOT)} names {name}" for name in BARE_TEST.findall(text) if name not in defined]
     assert not missing, "\n".join(missing)
+
+
+def test_no_example_request_carries_a_fixed_send_at_that_time_will_make_refused():
+    """A `send_at` written as a date goes stale (the API takes now to 35 days ahead): examples compute theirs."""
+    fixed = re.compile(r"-d\s+'[^']*\"send_at\":\s*\"\d{4}-")
+    stale = [str(path.relative_to(ROOT)) for path in DOCUMENTS if fixed.search(path.read_text())]
+    assert not stale, stale
+
+
+def test_the_readme_names_the_port_variables_of_make_run():
+    text = README.read_text()
+    assert all(name in text for name in ("GUNICORN_BIND", "FLOWER_PORT", "RECEIVER_PORT"))
