@@ -19,6 +19,8 @@ from messaging.errors import (
     MessageNotFound,
     MessageNotRetryable,
     MessagingError,
+    ReceiptNotSigned,
+    ReceiptsOff,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ DOMAIN_ERRORS: dict[type[MessagingError], tuple[int, str]] = {
     DependencyUnavailable: (503, "unavailable"),
     HostNotAllowed: (400, "host_not_allowed"),
     CrossSiteRequest: (403, "forbidden"),
+    ReceiptsOff: (404, "not_found"),
+    ReceiptNotSigned: (401, "unauthorized"),
 }
 
 

@@ -9,8 +9,9 @@ from kombu import Exchange, Queue
 
 from messaging import timeouts
 from messaging.ops.pruning import PRUNE_EVERY_SECONDS
+from messaging.ops.receipt_sweep import SWEEP_EVERY_SECONDS
 from messaging.settings import Settings
-from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK
+from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
 
 # Threads suit sending: each task mostly waits on the webhook, and prefork keeps only one POST
@@ -46,7 +47,7 @@ def create_celery_app(settings: Settings) -> Celery:
         # Sends stay on Celery's default queue; batches (and pruning) go to their own. A worker consumes every
         # queue listed here unless told otherwise (`-Q`), and kombu takes from them in turn.
         task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE)),
-        task_routes={BATCH_TASK: {"queue": BATCH_QUEUE}, PRUNE_TASK: {"queue": BATCH_QUEUE}},
+        task_routes={task: {"queue": BATCH_QUEUE} for task in (BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK)},
         broker_transport=transport.TRANSPORT if _on_redis(settings) else None,
         broker_transport_options=_transport_options(settings),
         # RabbitMQ: a consumer that hears nothing for two heartbeats reconnects (Celery's
@@ -75,10 +76,24 @@ def create_celery_app(settings: Settings) -> Celery:
                 "schedule": PRUNE_EVERY_SECONDS,
                 "options": {"expires": PRUNE_EVERY_SECONDS},
             },
+            **_receipt_sweep(settings),
         },
     )
     _SETTINGS[app] = settings
     return app
+
+
+def _receipt_sweep(settings: Settings) -> dict[str, dict]:
+    """The receipts' sweep, scheduled only while receipts are on."""
+    if not settings.receipts_enabled:
+        return {}
+    return {
+        "sweep-receipts": {
+            "task": RECEIPT_SWEEP_TASK,
+            "schedule": SWEEP_EVERY_SECONDS,
+            "options": {"expires": SWEEP_EVERY_SECONDS},
+        }
+    }
 
 
 def settings_of(app: Celery) -> Settings:

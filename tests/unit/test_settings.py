@@ -242,3 +242,19 @@ def test_a_host_that_is_no_host_name_is_refused(bad):
 def test_secret_key_is_read_stripped_and_empty_by_default():
     assert Settings.from_env({}).secret_key == ""
     assert Settings.from_env({"SECRET_KEY": " k3y\n"}).secret_key == "k3y"
+
+
+def test_receipts_are_off_until_receipt_signing_secret_is_set_and_it_is_checked_like_webhook_signing_secret():
+    settings = Settings.from_env({})
+    assert settings.receipt_signing_secrets == () and not settings.receipts_enabled
+    assert (settings.receipt_timeout_seconds, settings.receipt_orphan_seconds) == (259200, 300)
+    on = Settings.from_env({"RECEIPT_SIGNING_SECRET": SIGNING_SECRET, "RECEIPT_TIMEOUT_SECONDS": "60"})
+    assert on.receipt_signing_secrets == (SIGNING_SECRET,) and on.receipts_enabled
+    assert on.receipt_timeout_seconds == 60
+    assert SIGNING_SECRET not in repr(on)
+    with pytest.raises(SettingsError, match="^RECEIPT_SIGNING_SECRET ") as raised:
+        Settings.from_env({"RECEIPT_SIGNING_SECRET": "whsec_short"})
+    assert "short" not in str(raised.value)
+    for name, bad in (("RECEIPT_TIMEOUT_SECONDS", "0"), ("RECEIPT_ORPHAN_SECONDS", "-1"), ("RECEIPT_ORPHAN_SECONDS", "x")):
+        with pytest.raises(SettingsError, match=f"^{name} "):
+            Settings.from_env({name: bad})
