@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 N ?= 3
 
-.PHONY: install migrate demo run test test-fast bench chaos up down logs scale clean lock
+.PHONY: install migrate demo run test test-fast bench chaos up down logs scale clean clean-data lock
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,10 @@ migrate: install
 demo: migrate
 	$(BIN)/python -m messaging load-demo
 
-# API, two workers, beat, Flower and a local webhook receiver in the foreground (see Procfile);
-# the URLs are printed once everything answers. Ctrl-C stops them all, also through a pipe.
-run: demo
+# PostgreSQL and Redis where none answers (embedded, data in .devdata/), the migrations, the demo
+# data, then API, two workers, beat, Flower and a local webhook receiver in the foreground (see
+# Procfile); the URLs are printed once everything answers. Ctrl-C stops them all, also through a pipe.
+run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m localrun || true
 
 test: install
@@ -66,3 +67,7 @@ scale: requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The embedded servers' data (make run and make test start them when nothing answers).
+clean-data:
+	rm -rf .devdata

@@ -15,6 +15,8 @@ from messaging.settings import Settings
 log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/messaging"
+# The provider's delivery receipts carry a Standard Webhooks signature instead (api/receipts.py).
+SIGNED_NOT_TOKEN = ("/messaging/receipts",)
 
 
 def require_token():
@@ -23,7 +25,7 @@ def require_token():
     It runs before routing errors are raised, so an unknown path or a wrong method under
     /messaging/ answers 401 too without a token, and reveals nothing about the API.
     """
-    if not settings().api_token or not protected(request.path) or has_the_token():
+    if not settings().api_token or not protected(request.path) or request.path in SIGNED_NOT_TOKEN or has_the_token():
         return None
     return error_response(
         401,

@@ -46,7 +46,7 @@ SPEC_KWARGS = {
 }
 
 
-def _error(code: str, message: str, fields: dict | None = None) -> dict:
+def error_example(code: str, message: str, fields: dict | None = None) -> dict:
     body = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
@@ -56,7 +56,7 @@ def _error(code: str, message: str, fields: dict | None = None) -> dict:
 ERROR_RESPONSES = {
     400: {
         "description": "Invalid query parameters, with per-field messages.",
-        "example": _error(
+        "example": error_example(
             "validation_error",
             "Invalid query parameters.",
             {"limit": ["Must be greater than or equal to 1 and less than or equal to 100."]},
@@ -64,7 +64,7 @@ ERROR_RESPONSES = {
     },
     401: {
         "description": "Missing or wrong bearer token (only when the server has API_TOKEN set).",
-        "example": _error("unauthorized", "Missing or wrong bearer token: send Authorization: Bearer <API_TOKEN>."),
+        "example": error_example("unauthorized", "Missing or wrong bearer token: send Authorization: Bearer <API_TOKEN>."),
         "headers": {
             "WWW-Authenticate": {
                 "description": "The scheme to use.",
@@ -77,19 +77,19 @@ ERROR_RESPONSES = {
             "Sent by a page of another origin (its Origin header or Sec-Fetch-Site says so): only the API's "
             "own pages, and clients that are not browsers, may call /messaging/*."
         ),
-        "example": _error("forbidden", CrossSiteRequest.__doc__),
+        "example": error_example("forbidden", CrossSiteRequest.__doc__),
     },
     404: {
         "description": "No message with that id (also for an id that is not a UUID).",
-        "example": _error("not_found", f"No message with id {EXAMPLE_ID}."),
+        "example": error_example("not_found", f"No message with id {EXAMPLE_ID}."),
     },
     409: {
         "description": "The message is not failed, so it cannot be retried.",
-        "example": _error("conflict", f"Message {EXAMPLE_ID} is sent; only a failed message can be retried."),
+        "example": error_example("conflict", f"Message {EXAMPLE_ID} is sent; only a failed message can be retried."),
     },
     413: {
         "description": "Request body over 64 KiB.",
-        "example": _error("request_entity_too_large", "Request body over 64 KiB."),
+        "example": error_example("request_entity_too_large", "Request body over 64 KiB."),
     },
     422: {
         "description": (
@@ -98,7 +98,7 @@ ERROR_RESPONSES = {
             "`send_at` without a time zone, in the past or over 35 days ahead, a body that is not a "
             "JSON object (or not sent as application/json)."
         ),
-        "example": _error(
+        "example": error_example(
             "validation_error",
             "Invalid request body.",
             {
@@ -113,7 +113,7 @@ ERROR_RESPONSES = {
 CANCEL_ERRORS = {
     409: {
         "description": "The message is not pending (it is sending, sent, failed or canceled already).",
-        "example": _error("conflict", f"Message {EXAMPLE_ID} is sent; only a pending message can be canceled."),
+        "example": error_example("conflict", f"Message {EXAMPLE_ID} is sent; only a pending message can be canceled."),
     }
 }
 BULK_RETRY_ERRORS = {
@@ -122,7 +122,7 @@ BULK_RETRY_ERRORS = {
             "Invalid body, with per-field messages: an unknown or mistyped property, a time without a time "
             "zone, `error_contains` empty or over 500 characters, `limit` outside 1 to 10,000."
         ),
-        "example": _error(
+        "example": error_example(
             "validation_error", "Invalid request body.", {"limit": ["Must be greater than or equal to 1 and less than or equal to 10000."]}
         ),
     }
@@ -140,6 +140,9 @@ CANCELED_EXAMPLE = {
     "send_at": EXAMPLE_SEND_AT,
     "encoding": "GSM-7",
     "segments": 1,
+    "delivery_status": None,
+    "delivered_at": None,
+    "error_code": None,
 }
 
 def _unavailable(dependencies: tuple[str, ...]) -> dict:
@@ -147,7 +150,7 @@ def _unavailable(dependencies: tuple[str, ...]) -> dict:
     first = dependencies[0]
     return {
         "description": f"{names} is unreachable." + (" The message names which." if len(dependencies) > 1 else ""),
-        "example": _error("unavailable", f"{first} is unavailable."),
+        "example": error_example("unavailable", f"{first} is unavailable."),
     }
 
 

@@ -19,6 +19,8 @@ from messaging.errors import (
     MessageNotFound,
     MessageNotRetryable,
     MessagingError,
+    ReceiptNotSigned,
+    ReceiptsOff,
     StopNotReplicated,
 )
 
@@ -40,6 +42,8 @@ DOMAIN_ERRORS: dict[type[MessagingError], tuple[int, str]] = {
     StopNotReplicated: (503, "stop_not_replicated"),
     HostNotAllowed: (400, "host_not_allowed"),
     CrossSiteRequest: (403, "forbidden"),
+    ReceiptsOff: (404, "not_found"),
+    ReceiptNotSigned: (401, "unauthorized"),
 }
 
 

@@ -32,4 +32,7 @@ PENDING_MESSAGE_EXAMPLE = {
     "send_at": None,
     "encoding": "GSM-7",
     "segments": 1,
+    "delivery_status": None,
+    "delivered_at": None,
+    "error_code": None,
 }

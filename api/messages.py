@@ -12,6 +12,7 @@ from api.blueprint import Blueprint
 from api.docs import messaging_call
 from api.examples import EXAMPLE_CONTENT, EXAMPLE_PHONE, EXAMPLE_SEND_AT, PENDING_MESSAGE_EXAMPLE
 from api.paging import AttemptPageSchema, AttemptQuerySchema, FailedPageQuerySchema, MessagePageSchema
+from api.receipts import EventPageSchema
 from api.schemas import BulkRetryResultSchema, BulkRetrySchema, MessageSchema, NewMessageSchema
 from messaging.domain import content
 from messaging.domain.message import Message, Status
@@ -43,7 +44,7 @@ MESSAGE_ID = {
 @blp.response(200, MessagePageSchema, description="A page of sent messages, or in the Go service's shape a bare array.")
 @messaging_call(blp, 400)
 @seed.document_both_shapes(blp)
-def sent(response_format: str | None = None, **query):
+def sent(response_format: str | None = None, delivery_status: str | None = None, **query):
     """Sent messages, newest sent_at first (ties by id).
 
     Page with `limit` and `offset` (seed compatible), or with `cursor`: the
@@ -51,11 +52,12 @@ def sent(response_format: str | None = None, **query):
     With `format=seed` (or the server's SENT_RESPONSE_FORMAT=seed) it answers as the
     Go service did: a bare array of `{ID, Content, RecipientPhoneNumber, SendingStatus,
     CreatedAt, UpdatedAt}`, `limit` required, errors as `{"success": false, "error"}`.
+    With `delivery_status`, only the messages whose delivery receipts say so.
     """
     if seed.wanted():
         seed.require_limit()
-        return seed.sent_list(_messages(Status.SENT, **query))
-    return _page(Status.SENT, **query)
+        return seed.sent_list(_messages(Status.SENT, **query, delivery=delivery_status))
+    return _page(Status.SENT, **query, delivery=delivery_status)
 
 
 @blp.route("/failed", methods=["GET"])
@@ -174,9 +176,22 @@ def attempts(message_id: str, *, limit: int, cursor: str | None = None):
     return {"data": page, "pagination": {"limit": limit, "next_cursor": next_cursor}}
 
 
-def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None) -> dict:
+@blp.route("/messages/<message_id>/events", methods=["GET"], parameters=[MESSAGE_ID])
+@blp.response(200, EventPageSchema, description="The message's delivery receipts, in order of arrival.")
+@messaging_call(blp, 404)
+def events(message_id: str):
+    """The delivery receipts the provider sent about the message, in order of arrival, and what
+    became of each: `applied`, `duplicate`, `ignored` (a later, different one), `kept` (it came
+    before the message was recorded sent, and was applied when it was). At most 100."""
+    message = _find(message_id)
+    return {"data": runtime().receipts.history(message.webhook_message_id)}
+
+
+def _page(
+    status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None, delivery: str | None = None
+) -> dict:
     # One row more than asked tells whether there is a next page, without a second query.
-    rows = _messages(status, limit=limit + 1, offset=offset, after=after)
+    rows = _messages(status, limit=limit + 1, offset=offset, after=after, delivery=delivery)
     messages = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
@@ -188,15 +203,17 @@ def _page(status: Status, *, limit: int, offset: int, after: cursors.Keyset | No
         "pagination": {
             "limit": limit,
             "offset": offset,
-            "total": runtime().totals.total(status),
+            "total": runtime().totals.total(status, delivery=delivery),
             "next_cursor": next_cursor,
         },
     }
 
 
-def _messages(status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None) -> list[Message]:
+def _messages(
+    status: Status, *, limit: int, offset: int, after: cursors.Keyset | None = None, delivery: str | None = None
+) -> list[Message]:
     keyset = (after.time, after.id) if after else None
-    return runtime().records.page(status, limit=limit, offset=offset, after=keyset)
+    return runtime().records.page(status, limit=limit, offset=offset, after=keyset, delivery=delivery)
 
 
 def _sort_time(status: Status, message: Message) -> datetime | None:

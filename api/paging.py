@@ -11,6 +11,7 @@ from api import cursors
 from api.examples import EXAMPLE_ID, EXAMPLE_SENT_AT
 from api.fields import FullMatch, QueryInteger
 from api.schemas import AttemptSchema, MessageSchema
+from messaging.domain import receipts
 from messaging.domain.message import Status
 
 MAX_PAGE_SIZE = 100
@@ -80,6 +81,14 @@ class PageQuerySchema(Schema):
 
 class SentPageQuerySchema(PageQuerySchema):
     listing = Status.SENT.label
+
+    delivery_status = fields.String(
+        validate=validate.OneOf(receipts.DELIVERY_FILTERS),
+        metadata={
+            # No example: Swagger UI would send it, and its first page would filter.
+            "description": "Only messages whose `delivery_status` is this; `unknown`: no final delivery receipt yet.",
+        },
+    )
 
 
 class FailedPageQuerySchema(PageQuerySchema):

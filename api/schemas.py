@@ -10,6 +10,7 @@ from api.fields import FullMatch, JsonBoolean, StatusField, Text, UtcDateTime, Z
 from messaging.domain import content as content_rules
 from messaging.domain import encoding
 from messaging.domain.message import Trigger
+from messaging.domain.receipts import DeliveryStatus
 
 MAX_BULK_RETRY = 10_000
 DEFAULT_BULK_RETRY = 1_000
@@ -65,6 +66,30 @@ class MessageSchema(Schema):
             "description": "SMS parts the content takes, as providers bill it: GSM-7 160 alone or 153 per part, "
             "UCS-2 70 or 67 UTF-16 units (a character beyond the BMP, such as an emoji, takes two).",
         },
+    )
+    delivery_status = fields.Function(
+        lambda message: message.delivery_status.value if message.delivery_status else None,
+        required=True,
+        allow_none=True,
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "enum": [status.value for status in DeliveryStatus] + [None],
+            "example": None,
+            "description": "Whether it reached the phone, from the provider's first final delivery receipt: "
+            "`delivered`, `undelivered` (the provider said undelivered or failed), or `expired` (no final "
+            "receipt within RECEIPT_TIMEOUT_SECONDS of `sent_at`); null while none came.",
+        },
+    )
+    delivered_at = UtcDateTime(
+        required=True,
+        allow_none=True,
+        metadata={"example": None, "description": "When the provider says it was delivered; null unless `delivered`."},
+    )
+    error_code = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"example": None, "description": "The provider's error code from the receipt applied, if it gave one."},
     )
 
 

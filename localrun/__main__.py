@@ -8,13 +8,19 @@ Two things honcho alone gets wrong in a terminal:
   /dev/null, so honcho goes on to stop them all.
 - The URLs printed before the processes start scroll away under the Celery banners.
   Here they are printed once the API, Flower, the receiver, both workers and beat answer.
+
+Before them: PostgreSQL and Redis where none answers (localrun/servers.py), the migrations and
+the demo data. After them, on the way out: the receiver last, so that a POST in flight gets its
+answer, then the embedded servers.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -26,6 +32,10 @@ import requests
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Message, Printer
+
+from localrun import servers
+from messaging.errors import SettingsError
+from messaging.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Local-only defaults, set here so that the processes and the printed URLs agree.
@@ -63,22 +73,69 @@ class ClosedPipeTolerant:
         os.close(devnull)
 
 
+class ReceiverLast(Manager):
+    """honcho's manager, but on the way out the receiver gets SIGTERM only once the rest have stopped:
+    a worker's POST in flight still gets its answer, and the message is not sent again next run."""
+
+    LAST = "receiver"
+
+    def _killall(self, force: bool = False) -> None:
+        if force:
+            return super()._killall(force=True)
+        for name, process in self._processes.items():
+            if name != self.LAST and "returncode" not in process:
+                self._system_print(f"sending SIGTERM to {name} (pid {process['pid']})\n")
+                self._procmgr.terminate(process["pid"])
+        threading.Thread(target=self._stop_last_when_alone, daemon=True).start()
+
+    def _stop_last_when_alone(self) -> None:
+        others = [process for name, process in self._processes.items() if name != self.LAST]
+        while any("returncode" not in process for process in others):
+            time.sleep(0.05)
+        last = self._processes.get(self.LAST, {})
+        if "returncode" not in last and "pid" in last:
+            _say(self, f"sending SIGTERM to {self.LAST} (pid {last['pid']}), the others have stopped")
+            self._procmgr.terminate(last["pid"])
+
+
 def main() -> int:
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     env = os.environ
     env.setdefault("WEBHOOK_URL", f"http://127.0.0.1:{env['RECEIVER_PORT']}/webhook")
+    # A SIGTERM before honcho takes over still stops the servers started here.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        settings = Settings.from_env(env)
+        running = servers.ensure(settings.database_url, settings.redis_url, settings.broker_url)
+    except (SettingsError, servers.ServerError) as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
+    try:
+        for server in running:
+            print(f"make run: {server.describe()}", flush=True)
+        for command in ("migrate", "load-demo"):
+            if subprocess.run([sys.executable, "-m", "messaging", command], cwd=ROOT).returncode != 0:
+                return 1
+        return _run_procfile(env, running)
+    finally:
+        servers.stop(running)
+
+
+def _run_procfile(env: Mapping[str, str], running: list[servers.Server]) -> int:
     procfile = parse_procfile((ROOT / "Procfile").read_text()).processes
-    manager = Manager(Printer(ClosedPipeTolerant(sys.stdout)))
+    manager = ReceiverLast(Printer(ClosedPipeTolerant(sys.stdout)))
     for name, command in procfile.items():
         manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
     started = time.time()
-    threading.Thread(target=_announce_when_ready, args=(manager, env, procfile, started), daemon=True).start()
+    threading.Thread(target=_announce_when_ready, args=(manager, env, procfile, started, running), daemon=True).start()
     manager.loop()
     return manager.returncode or 0
 
 
-def _announce_when_ready(manager: Manager, env: Mapping[str, str], procfile: dict[str, str], started: float) -> None:
+def _announce_when_ready(
+    manager: Manager, env: Mapping[str, str], procfile: dict[str, str], started: float, running: list[servers.Server]
+) -> None:
     urls = {
         "API": f"http://{env['GUNICORN_BIND']}",
         "Flower": f"http://127.0.0.1:{env['FLOWER_PORT']}",
@@ -99,10 +156,12 @@ def _announce_when_ready(manager: Manager, env: Mapping[str, str], procfile: dic
     if waiting:
         _say(manager, f"not up after {READY_TIMEOUT_SECONDS} s: {', '.join(waiting)} (see the lines above)")
         return
-    _say(manager, _banner(urls, env))
+    # Flower learns of the workers only when it asks them: ask now, so that the URL printed answers at once.
+    _answers(f"{urls['Flower']}/api/workers?refresh=true")
+    _say(manager, _banner(urls, env, running))
 
 
-def _banner(urls: dict[str, str], env: Mapping[str, str]) -> str:
+def _banner(urls: dict[str, str], env: Mapping[str, str], running: list[servers.Server]) -> str:
     api = urls["API"]
     return "\n".join(
         [
@@ -113,6 +172,7 @@ def _banner(urls: dict[str, str], env: Mapping[str, str]) -> str:
             f"  Receiver   {urls['Receiver']}  (the webhook; it logs every delivery)",
             f"  To see a retry or a failure, tell the receiver to fail: POST {urls['Receiver']}/_receiver/behaviour"
             " (README: \"See a retry, a failure and a manual retry\")",
+            *(f"  {server.describe()}" for server in running),
             _sending_hint(api, env),
             "Ctrl-C stops everything.",
         ]

@@ -84,3 +84,11 @@ class HostNotAllowed(MessagingError):
 
 class CrossSiteRequest(MessagingError):
     """A page of another site cannot call /messaging/*: only its own pages, and clients that are not browsers."""
+
+
+class ReceiptsOff(MessagingError):
+    """Delivery receipts are off: RECEIPT_SIGNING_SECRET is not set."""
+
+
+class ReceiptNotSigned(MessagingError):
+    """No valid Standard Webhooks signature made with RECEIPT_SIGNING_SECRET within 5 minutes of webhook-timestamp."""

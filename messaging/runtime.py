@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from messaging.delivery.ports import Ports
 from messaging.postgres import pool as postgres_pool
+from messaging.postgres.receipts import ReceiptRecords
 from messaging.postgres.records import Records
 from messaging.provider.webhook import WebhookClient
 from messaging.redis.breaker import Breaker
@@ -50,7 +51,11 @@ class Connections:
 
     @cached_property
     def records(self) -> Records:
-        return Records(self.pool)
+        return Records(self.pool, receipts=self.settings.receipts_enabled)
+
+    @cached_property
+    def receipts(self) -> ReceiptRecords:
+        return ReceiptRecords(self.pool)
 
     @cached_property
     def switch(self) -> Switch:
@@ -59,6 +64,10 @@ class Connections:
     @cached_property
     def cache(self) -> DeliveryCache:
         return DeliveryCache(self.redis, self.settings.cache_ttl_seconds)
+
+    @cached_property
+    def counters(self) -> Counters:
+        return Counters(self.redis)
 
     def close(self) -> None:
         self.redis.close()
@@ -86,10 +95,6 @@ class Runtime(Connections):
             ),
             flow=RedisFlowControl(connected["redis"], settings),
         )
-
-    @cached_property
-    def counters(self) -> Counters:
-        return Counters(self.redis)
 
     @cached_property
     def ports(self) -> Ports:

@@ -90,6 +90,15 @@ class Settings:
     breaker_window_seconds: float = 300.0
     breaker_open_seconds: float = 30.0
     webhook_signing_secrets: tuple[str, ...] = secret(())
+    # Delivery receipts from the provider: POST /messaging/receipts answers only while a secret is set.
+    receipt_signing_secrets: tuple[str, ...] = secret(())
+    receipt_timeout_seconds: int = 259200  # no final receipt by then after sent_at: expired (72 h, as Vonage does)
+    receipt_orphan_seconds: int = 300  # a receipt whose messageId no message has yet is kept this long
+
+    @property
+    def receipts_enabled(self) -> bool:
+        """Whether the provider's delivery receipts are taken (and recorded against sent messages)."""
+        return bool(self.receipt_signing_secrets)
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr: secret fields are masked, URLs lose their passwords.
@@ -131,6 +140,7 @@ class Settings:
             attempt_retention_days=env.number("ATTEMPT_RETENTION_DAYS", 30, int, low=1, high=3650),
             message_retention_days=env.number("MESSAGE_RETENTION_DAYS", 90, int, low=0, high=36500),
             **_flow_control(env),
+            **_receipts(env),
         )
         settings.check_consistency()
         return settings
@@ -155,6 +165,15 @@ def _flow_control(env: _Environment) -> dict[str, Any]:
         breaker_window_seconds=env.number("BREAKER_WINDOW_SECONDS", 300.0, float, low=1, high=86400),
         breaker_open_seconds=env.number("BREAKER_OPEN_SECONDS", 30.0, float, low=0.1, high=86400),
         webhook_signing_secrets=signing_secrets(env.text("WEBHOOK_SIGNING_SECRET", "")),
+    )
+
+
+def _receipts(env: _Environment) -> dict[str, Any]:
+    """The provider's delivery receipts: the secret they are signed with, how long to wait for them."""
+    return dict(
+        receipt_signing_secrets=signing_secrets(env.text("RECEIPT_SIGNING_SECRET", ""), "RECEIPT_SIGNING_SECRET"),
+        receipt_timeout_seconds=env.number("RECEIPT_TIMEOUT_SECONDS", 259200, int, low=1, high=365 * 86400),
+        receipt_orphan_seconds=env.number("RECEIPT_ORPHAN_SECONDS", 300, int, low=1, high=7 * 86400),
     )
 
 
@@ -204,13 +223,13 @@ def _bind_host(bind: str) -> tuple[str, ...]:
     return (host_name(bind),) if HOST_AND_PORT.fullmatch(bind.strip()) else ()
 
 
-def signing_secrets(raw: str) -> tuple[str, ...]:
+def signing_secrets(raw: str, variable: str = "WEBHOOK_SIGNING_SECRET") -> tuple[str, ...]:
     """`whsec_<base64>` secrets separated by spaces (several while rotating); the value never appears in an error."""
     secrets = tuple(raw.split())
     for position, secret in enumerate(secrets, start=1):
         if not _valid_signing_secret(secret):
             raise SettingsError(
-                "WEBHOOK_SIGNING_SECRET",
+                variable,
                 f"secret {position} must be {SIGNING_SECRET_PREFIX} followed by the base64 of "
                 f"at least {MIN_SIGNING_KEY_BYTES} bytes",
             )

@@ -5,6 +5,8 @@ SEND_TASK = "messaging.send_message"
 # Retention of messages and attempts; the name is from when it pruned attempts only, and stays so
 # that a task queued by an older beat still finds its worker.
 PRUNE_TASK = "messaging.prune_attempts"
+# Delivery receipts: expire the messages that never got a final one, drop those no message claimed.
+RECEIPT_SWEEP_TASK = "messaging.sweep_receipts"
 # Batches (and pruning) have a queue of their own, which every worker also consumes: behind a
 # backlog of thousands of sends in one queue, the batch (and with it stale-claim recovery) would
 # wait its turn.

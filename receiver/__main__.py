@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 
+from receiver.receipts import DEFAULT_RECEIPT_URL
 from receiver.server import Receiver
 
 
@@ -24,6 +25,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=env("RECEIVER_SIGNING_SECRET", ""),
         help="whsec_... (several separated by spaces): refuse POSTs without a valid Standard Webhooks signature (401)",
     )
+    parser.add_argument(
+        "--receipt-secret",
+        default=env("RECEIPT_SIGNING_SECRET", ""),
+        help="whsec_...: send a signed delivery receipt back for each accepted delivery (POST /_receiver/behaviour "
+        "sets receipt_outcome, receipt_delay_ms, receipt_url)",
+    )
+    parser.add_argument("--receipt-url", default=env("RECEIVER_RECEIPT_URL", DEFAULT_RECEIPT_URL))
     return parser.parse_args(argv)
 
 
@@ -35,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         receiver = Receiver(
-            args.host, args.port, signing_secret=args.signing_secret, delay_ms=args.delay_ms, status=args.status
+            args.host,
+            args.port,
+            signing_secret=args.signing_secret,
+            receipt_secret=args.receipt_secret,
+            delay_ms=args.delay_ms,
+            status=args.status,
+            receipt_url=args.receipt_url,
         )
     except ValueError as exc:
         raise SystemExit(f"receiver: {exc}") from None

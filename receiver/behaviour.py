@@ -8,11 +8,15 @@ from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from receiver.receipts import DEFAULT_RECEIPT_URL, OUTCOMES
+
 BODY_MODES = ("json", "text", "close")
 DEFAULT_BEHAVIOUR: dict[str, Any] = {
     "delay_ms": 0, "status": 202, "retry_after": None,
     "body": "json", "fail_first": 0, "fail_status": 500,
     "trickle_ms": 0,  # > 0: the answer's body goes out one byte per trickle_ms (a provider that trickles)
+    # Delivery receipts, sent for each accepted delivery when the receiver has a receipt secret.
+    "receipt_outcome": "delivered", "receipt_delay_ms": 1000, "receipt_url": DEFAULT_RECEIPT_URL,
 }
 
 
@@ -32,11 +36,16 @@ def validate_behaviour(changes: Any) -> dict[str, Any]:
         raise ValueError(f"unknown behaviour fields: {sorted(unknown)}")
     out = dict(changes)
     for name, low, high in (("delay_ms", 0, 600_000), ("status", 200, 599),
-                            ("fail_first", 0, 1_000_000), ("fail_status", 200, 599), ("trickle_ms", 0, 60_000)):
+                            ("fail_first", 0, 1_000_000), ("fail_status", 200, 599), ("trickle_ms", 0, 60_000),
+                            ("receipt_delay_ms", 0, 600_000)):
         if name in out:
             out[name] = _int_in(name, out[name], low, high)
     if out.get("body", "json") not in BODY_MODES:
         raise ValueError(f"body must be one of {list(BODY_MODES)}")
+    if "receipt_outcome" in out and out["receipt_outcome"] not in OUTCOMES:
+        raise ValueError(f"receipt_outcome must be one of {list(OUTCOMES)}")
+    if "receipt_url" in out and not (isinstance(out["receipt_url"], str) and out["receipt_url"].startswith("http")):
+        raise ValueError("receipt_url must be an http(s) URL")
     retry_after = out.get("retry_after")
     if retry_after is not None:
         if isinstance(retry_after, int) and not isinstance(retry_after, bool) and retry_after >= 0:

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from receiver.behaviour import SignatureCheck, Store
+from receiver.receipts import ReceiptSender
 
 log = logging.getLogger("receiver")
 
@@ -26,9 +27,16 @@ class ReceiverHTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024  # the default backlog of 5 resets connections under bursts
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], store: Store, signatures: SignatureCheck | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        store: Store,
+        signatures: SignatureCheck | None = None,
+        receipts: ReceiptSender | None = None,
+    ) -> None:
         self.store = store
         self.signatures = signatures
+        self.receipts = receipts
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, ReceiverHandler)
@@ -107,6 +115,8 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             self._send_json(200, store.stats())
         elif self.path == CONTROL_PREFIX + "deliveries":
             self._send_json(200, [_public(d) for d in store.deliveries()])
+        elif self.path == CONTROL_PREFIX + "receipts":
+            self._send_json(200, self.server.receipts.sent() if self.server.receipts else [])
         else:
             self._send_json(404, {"message": "Not Found"})
 
@@ -157,15 +167,19 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         status, b = self.server.store.record(delivery)
         to = parsed.get("to") if isinstance(parsed, dict) else None
         log.info("receiver: delivery key=%s to=%s status=%s", key, to, status or "closed")
+        accepted = status is not None and 200 <= status < 300
+        message_id = str(uuid.uuid4())
+        if accepted and b["body"] == "json" and self.server.receipts is not None:
+            # Scheduled before the answer: with receipt_delay_ms under delay_ms, the receipt comes first.
+            self.server.receipts.schedule(b["receipt_url"], message_id, b["receipt_outcome"], b["receipt_delay_ms"])
         if b["delay_ms"]:
             time.sleep(b["delay_ms"] / 1000)
         if status is None:
             self._reset_connection()
             return
         # A provider asks to wait when it refuses, not when it accepts.
-        refused = not 200 <= status < 300
-        headers = {"Retry-After": b["retry_after"]} if b["retry_after"] and refused else {}
-        body, ctype = _answer_body(status, b["body"])
+        headers = {"Retry-After": b["retry_after"]} if b["retry_after"] and not accepted else {}
+        body, ctype = _answer_body(status, b["body"], message_id)
         self._send(status, body, ctype, headers, b["trickle_ms"])
 
     def _reset_connection(self) -> None:
@@ -183,7 +197,7 @@ def _parse_json(raw: bytes) -> Any:
         return None
 
 
-def _answer_body(status: int, mode: str) -> tuple[bytes, str]:
+def _answer_body(status: int, mode: str, message_id: str) -> tuple[bytes, str]:
     if status in (204, 304):  # these statuses must not carry a body
         return b"", ""
     if not 200 <= status < 300:
@@ -191,7 +205,7 @@ def _answer_body(status: int, mode: str) -> tuple[bytes, str]:
         return json.dumps({"message": phrase}).encode(), "application/json"
     if mode == "text":
         return b"ok", "text/plain"
-    return json.dumps({"message": "Accepted", "messageId": str(uuid.uuid4())}).encode(), "application/json"
+    return json.dumps({"message": "Accepted", "messageId": message_id}).encode(), "application/json"
 
 
 def _public(delivery: dict[str, Any]) -> dict[str, Any]:
@@ -203,11 +217,15 @@ def _public(delivery: dict[str, Any]) -> dict[str, Any]:
 class Receiver:
     """In-process receiver: `with Receiver(delay_ms=50) as r: post(r.url, ...)`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, signing_secret: str = "", **behaviour: Any) -> None:
-        """`signing_secret`: `whsec_...` (several separated by spaces); then unsigned or badly signed POSTs get 401."""
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, signing_secret: str = "", receipt_secret: str = "", **behaviour: Any
+    ) -> None:
+        """`signing_secret`: `whsec_...` (several separated by spaces); then unsigned or badly signed POSTs get 401.
+        `receipt_secret`: `whsec_...`; then each accepted delivery gets delivery receipts signed with it."""
         self._store = Store(behaviour)
         signatures = SignatureCheck(signing_secret) if signing_secret.strip() else None
-        self._server = ReceiverHTTPServer((host, port), self._store, signatures)
+        receipts = ReceiptSender(receipt_secret) if receipt_secret.strip() else None
+        self._server = ReceiverHTTPServer((host, port), self._store, signatures, receipts)
         self._thread: threading.Thread | None = None
 
     @property
@@ -261,3 +279,7 @@ class Receiver:
 
     def count_by_key(self) -> dict[str | None, int]:
         return self._store.count_by_key()
+
+    def receipts_sent(self) -> list[dict[str, Any]]:
+        """Each receipt sent: messageId, status, and the status the API answered (None: no answer)."""
+        return self._server.receipts.sent() if self._server.receipts else []

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 from psycopg import sql
 
+from localrun import servers
 from messaging.postgres import migrations
 from messaging.runtime import Runtime
 from messaging.settings import Settings
@@ -21,6 +23,25 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_DB_LOCK = "messaging-tests:db-lock:{}"
 TEST_CONNECTION_NAME = "messaging-tests"
+UNIT_TESTS = Path(__file__).parent / "unit"
+EMBEDDED = pytest.StashKey[list]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before the first test that needs them: PostgreSQL and Redis, embedded where none answers; say which."""
+    if all(Path(item.path).is_relative_to(UNIT_TESTS) for item in session.items):
+        return
+    try:
+        session.config.stash[EMBEDDED] = servers.ensure(POSTGRES_URL, REDIS_SERVER)
+    except servers.ServerError as error:
+        raise pytest.UsageError(str(error)) from None
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("servers: " + "; ".join(server.describe() for server in session.config.stash[EMBEDDED]))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    servers.stop(config.stash.get(EMBEDDED, []))
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +110,7 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     database = request.getfixturevalue("database_url")
     with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute("TRUNCATE messages, message_attempts")
+        conn.execute("TRUNCATE messages, message_attempts, receipt_inbox, delivery_receipts")
     redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()
     if "receiver" in request.fixturenames:
         request.getfixturevalue("receiver").reset()

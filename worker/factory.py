@@ -8,10 +8,11 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from messaging import timeouts
-from messaging.redis.client import sentinel_transport_options
 from messaging.ops.pruning import PRUNE_EVERY_SECONDS
+from messaging.ops.receipt_sweep import SWEEP_EVERY_SECONDS
+from messaging.redis.client import sentinel_transport_options
 from messaging.settings import SENTINEL_SCHEME, Settings
-from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK
+from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
 
 # Threads suit sending: each task mostly waits on the webhook, and prefork keeps only one POST
@@ -47,7 +48,7 @@ def create_celery_app(settings: Settings) -> Celery:
         # Sends stay on Celery's default queue; batches (and pruning) go to their own. A worker consumes every
         # queue listed here unless told otherwise (`-Q`), and kombu takes from them in turn.
         task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE)),
-        task_routes={BATCH_TASK: {"queue": BATCH_QUEUE}, PRUNE_TASK: {"queue": BATCH_QUEUE}},
+        task_routes={task: {"queue": BATCH_QUEUE} for task in (BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK)},
         broker_transport=_transport(settings),
         broker_transport_options=_transport_options(settings),
         # A demoted Redis master answers writes with READONLY, which kombu counts as a channel
@@ -79,10 +80,24 @@ def create_celery_app(settings: Settings) -> Celery:
                 "schedule": PRUNE_EVERY_SECONDS,
                 "options": {"expires": PRUNE_EVERY_SECONDS},
             },
+            **_receipt_sweep(settings),
         },
     )
     _SETTINGS[app] = settings
     return app
+
+
+def _receipt_sweep(settings: Settings) -> dict[str, dict]:
+    """The receipts' sweep, scheduled only while receipts are on."""
+    if not settings.receipts_enabled:
+        return {}
+    return {
+        "sweep-receipts": {
+            "task": RECEIPT_SWEEP_TASK,
+            "schedule": SWEEP_EVERY_SECONDS,
+            "options": {"expires": SWEEP_EVERY_SECONDS},
+        }
+    }
 
 
 def settings_of(app: Celery) -> Settings:

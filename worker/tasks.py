@@ -16,9 +16,9 @@ from messaging.delivery import rules
 from messaging.domain.message import Claim
 from messaging.errors import AttemptFailed, BrokerUnavailable, DependencyUnavailable, MessageFailed
 from messaging.logs import fields
-from messaging.ops import pruning
+from messaging.ops import pruning, receipt_sweep
 from messaging.runtime import Runtime
-from messaging.task_names import BATCH_TASK, PRUNE_TASK, SEND_TASK
+from messaging.task_names import BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK, SEND_TASK
 from worker.factory import settings_of
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,21 @@ def prune() -> int:
     runtime().counters.pruned(pruned.messages, pruned.attempts)
     log.info("event=pruned %s", fields(messages=pruned.messages, attempts=pruned.attempts))
     return pruned.messages + pruned.attempts
+
+
+@shared_task(name=RECEIPT_SWEEP_TASK, ignore_result=True)
+def sweep_receipts() -> int:
+    """Expire sent messages with no final receipt in time, drop receipts no message claimed; how many rows changed."""
+    try:
+        swept = receipt_sweep.sweep(runtime().receipts, runtime().settings)
+    except DependencyUnavailable as error:
+        if rules.outage_log.allow(f"receipts:{error.dependency}"):
+            log.warning("event=receipt_sweep_skipped %s", fields(dependency=error.dependency, reason=error))
+        return 0
+    if swept.expired or swept.orphans:
+        runtime().counters.receipts_swept(swept.expired, swept.orphans)
+        log.info("event=receipts_swept %s", fields(expired=swept.expired, orphans=swept.orphans))
+    return swept.expired + swept.orphans
 
 
 def enqueue_sends(claims: list[Claim]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from messaging.domain.encoding import GSM_7, Length, measure
+from messaging.domain.receipts import DeliveryStatus
 
 
 class Status(enum.IntEnum):
@@ -48,6 +49,10 @@ class Message:
     send_at: datetime | None = None
     encoding: str = GSM_7
     segments: int = 1
+    # What the provider's receipts said (messaging/domain/receipts.py): None while no final one came.
+    delivery_status: DeliveryStatus | None = None
+    delivered_at: datetime | None = None
+    error_code: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
@@ -71,6 +76,9 @@ class Message:
             send_at=row.get("send_at"),
             encoding=measured.encoding,
             segments=measured.segments,
+            delivery_status=DeliveryStatus(row["delivery_status"]) if row.get("delivery_status") else None,
+            delivered_at=row.get("delivered_at"),
+            error_code=row.get("error_code"),
         )
 
 

@@ -34,6 +34,7 @@ import redis
 from messaging.domain.message import Status
 from messaging.errors import MessagingError
 from messaging.postgres import pool as postgres_pool
+from messaging.postgres.receipts import ReceiptRecords
 from messaging.postgres.records import Records
 from messaging.redis import keys
 from messaging.redis.client import connect, wrap_errors
@@ -69,11 +70,16 @@ class Report:
 
 
 def run(records: Records, client: redis.Redis, settings: Settings) -> Report:
-    """Run the three checks against PostgreSQL and Redis."""
+    """Run the checks against PostgreSQL and Redis."""
     stale_after = settings.claim_timeout_seconds + settings.send_interval_seconds
     return Report(
         records.count_by_status(),
-        [cached_deliveries(records, client), stale_claims(records, stale_after), counts(records, client)],
+        [
+            cached_deliveries(records, client),
+            stale_claims(records, stale_after),
+            counts(records, client),
+            delivered_only_when_sent(ReceiptRecords(records.pool)),
+        ],
     )
 
 
@@ -96,6 +102,14 @@ def cached_deliveries(records: Records, client: redis.Redis) -> Check:
     if wrong:
         return Check("cached deliveries", False, f"{len(wrong)} of {checked} not sent in postgresql: {_some(wrong)}")
     return Check("cached deliveries", True, f"{checked}, each sent in postgresql")
+
+
+def delivered_only_when_sent(receipts: ReceiptRecords) -> Check:
+    """A delivery status (a receipt, or its expiry) belongs to sent messages only."""
+    wrong = receipts.delivered_unsent()
+    if wrong:
+        return Check("delivery receipts", False, f"{wrong} messages have a delivery status but are not sent")
+    return Check("delivery receipts", True, "every message with a delivery status is sent")
 
 
 def stale_claims(records: Records, older_than_seconds: float) -> Check:

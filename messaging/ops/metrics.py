@@ -16,7 +16,8 @@ from psycopg_pool import ConnectionPool
 from messaging.errors import DependencyUnavailable
 from messaging.postgres import pool as postgres_pool
 from messaging.redis import breaker, keys
-from messaging.redis.counters import LATENCY_BUCKETS
+from messaging.domain.receipts import ProviderStatus
+from messaging.redis.counters import EXPIRED, LATENCY_BUCKETS, ORPHANS, RECEIPT_DELAY_BUCKETS
 from messaging.redis.shared_counts import MAX_AGE_SECONDS, RECOUNT_COST_FACTOR, StatusCounts
 from messaging.settings import Settings
 
@@ -48,11 +49,13 @@ class _Collector:
             # Every Redis key the scrape reports, in one round trip.
             pipe = self.client.pipeline(transaction=False)
             for key in (keys.METRICS_DELIVERIES, keys.METRICS_LATENCY, keys.METRICS_BATCHES, keys.METRICS_PRUNED,
-                        keys.FLOW_BREAKER, keys.FLOW_PAUSE, keys.METRICS_BREAKER, keys.METRICS_FAILOVERS):  # fmt: skip
+                        keys.FLOW_BREAKER, keys.FLOW_PAUSE, keys.METRICS_BREAKER,
+                        keys.METRICS_RECEIPTS, keys.METRICS_RECEIPT_DELAY, keys.METRICS_FAILOVERS):  # fmt: skip
                 pipe.hgetall(key)
-            deliveries, latency, batches, pruned, state, pause, transitions, failovers = pipe.execute()
+            deliveries, latency, batches, pruned, state, pause, transitions, receipts, delay, failovers = pipe.execute()
             yield from self._redis_counters(deliveries, latency, batches)
             yield _pruned(pruned)
+            yield from _receipts(receipts, delay)
             yield _failovers(failovers)
             yield from self._flow_control(breaker.read_status(state, pause), transitions)
             up.add_metric(["redis"], 1)
@@ -67,7 +70,9 @@ class _Collector:
         for outcome, count in sorted(deliveries.items()):
             by_outcome.add_metric([outcome], float(count))
         yield by_outcome
-        yield _histogram(latency)
+        yield _histogram(
+            "messaging_webhook_latency_seconds", "Time for one webhook POST, answered or not.", LATENCY_BUCKETS, latency
+        )
         yield CounterMetricFamily("messaging_batches", "Batches run while sending was enabled.", value=float(batches.get("runs", 0)))
         yield CounterMetricFamily("messaging_batch_claimed", "Messages claimed by batches.", value=float(batches.get("claimed", 0)))
         yield CounterMetricFamily(
@@ -122,19 +127,37 @@ def _failovers(raw: dict[str, str]) -> CounterMetricFamily:
     return seen
 
 
-def _histogram(raw: dict[str, str]) -> HistogramMetricFamily:
+def _receipts(counts: dict[str, str], delay: dict[str, str]) -> Iterable:
+    """Delivery receipts by the provider's status (and the sweep's `expired`), orphans dropped, and their delay."""
+    by_status = CounterMetricFamily(
+        "messaging_receipts",
+        "Delivery receipts taken, by the provider's status; `expired`: sent messages the sweep expired.",
+        labels=["status"],
+    )
+    for status in [status.value for status in ProviderStatus] + [EXPIRED]:
+        by_status.add_metric([status], float(counts.get(status, 0)))
+    yield by_status
+    yield CounterMetricFamily(
+        "messaging_receipt_orphans",
+        "Receipts whose messageId no message had within RECEIPT_ORPHAN_SECONDS: dropped.",
+        value=float(counts.get(ORPHANS, 0)),
+    )
+    yield _histogram(
+        "messaging_receipt_delay_seconds",
+        "Time from a message's sent_at to its delivery receipt (0 when the receipt came first).",
+        RECEIPT_DELAY_BUCKETS,
+        delay,
+    )
+
+
+def _histogram(name: str, documentation: str, bounds: tuple[float, ...], raw: dict[str, str]) -> HistogramMetricFamily:
     """Cumulative buckets from the per-bucket counts in Redis (fields named `f"{bound:g}"`)."""
     cumulative, buckets = 0, []
-    for bound in LATENCY_BUCKETS + (float("inf"),):
+    for bound in bounds + (float("inf"),):
         cumulative += int(raw.get("+Inf" if bound == float("inf") else f"{bound:g}", 0))
         # `le` spelled as prometheus_client spells it for its own histograms: "1.0", "+Inf".
         buckets.append((floatToGoString(bound), cumulative))
-    return HistogramMetricFamily(
-        "messaging_webhook_latency_seconds",
-        "Time for one webhook POST, answered or not.",
-        buckets=buckets,
-        sum_value=float(raw.get("sum", 0)),
-    )
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=float(raw.get("sum", 0)))
 
 
 def render(

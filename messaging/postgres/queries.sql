@@ -1,7 +1,8 @@
 -- name: message_columns
 -- The columns a Message is read from (Message.from_row): every query that returns messages includes them.
 id, content, recipient_phone_number, sending_status, attempts, webhook_message_id,
-last_error, created_at, sent_at, updated_at, send_at, encoding, segments
+last_error, created_at, sent_at, updated_at, send_at, encoding, segments,
+delivery_status, delivered_at, error_code
 
 -- name: log_attempt
 -- The common table expression that keeps a send's attempt in message_attempts, in the statement
@@ -107,11 +108,24 @@ RETURNING id;
 -- say when); a late writer of an expired claim changes nothing.
 -- With %(log_attempt)s, the attempt goes into message_attempts in the same statement (none when
 -- the cache had it: no POST).
-WITH changed AS (
+-- While receipts are on (%(receipts)s), the provider's messageId is recorded against the message in
+-- receipt_inbox, and a receipt the API kept for it comes back to be applied here. ON CONFLICT sees a
+-- receipt committed after this statement began, and waits for one being kept at this moment: a
+-- receipt that arrives before this commits is never lost between the two.
+WITH matched AS (
+    INSERT INTO receipt_inbox (webhook_message_id, message_id)
+    SELECT %(webhook_message_id)s::text, id FROM messages
+    WHERE %(receipts)s AND %(webhook_message_id)s::text IS NOT NULL AND id = %(id)s AND claim_token = %(token)s
+    ON CONFLICT (webhook_message_id) DO UPDATE SET message_id = EXCLUDED.message_id
+    RETURNING delivery_status, error_code, reported_at, received_at
+), changed AS (
     UPDATE messages
     SET sending_status = 1, sent_at = coalesce(%(sent_at)s::timestamptz, now()), webhook_message_id = %(webhook_message_id)s,
         attempts = attempts + %(attempted)s, last_error = NULL, claim_token = NULL,
-        claimed_at = NULL, sending_started_at = NULL, updated_at = now()
+        claimed_at = NULL, sending_started_at = NULL, updated_at = now(),
+        delivery_status = (SELECT delivery_status FROM matched),
+        delivered_at = (SELECT coalesce(reported_at, received_at) FROM matched WHERE delivery_status = 'delivered'),
+        error_code = (SELECT error_code FROM matched)
     WHERE id = %(id)s AND claim_token = %(token)s
     RETURNING id
 ),
@@ -269,7 +283,7 @@ SELECT count(*) AS total FROM deleted;
 -- Delete up to %(limit)s messages in a final state (sent, failed, canceled) whose last change is more
 -- than %(days)s days old, oldest first, with their attempts. Each status is found through its own
 -- index (sent by sent_at, failed by updated_at, canceled through the status index); pending,
--- sending and scheduled messages are never candidates. (FOR UPDATE is not allowed in a UNION: each
+-- sending and scheduled messages are never candidates. Their receipts go with them. (FOR UPDATE is not allowed in a UNION: each
 -- status locks its rows in a CTE of its own.)
 WITH sent AS (
     SELECT id, sent_at AS final_at FROM messages
@@ -291,12 +305,20 @@ WITH sent AS (
     DELETE FROM messages AS m
     USING doomed
     WHERE m.id = doomed.id
-    RETURNING m.id
+    RETURNING m.id, m.webhook_message_id
 ), attempts AS (
     DELETE FROM message_attempts AS a
     USING deleted
     WHERE a.message_id = deleted.id
     RETURNING 1
+), receipt_keys AS (
+    DELETE FROM receipt_inbox AS i
+    USING deleted
+    WHERE i.webhook_message_id = deleted.webhook_message_id
+), receipts AS (
+    DELETE FROM delivery_receipts AS r
+    USING deleted
+    WHERE r.webhook_message_id = deleted.webhook_message_id
 )
 SELECT (SELECT count(*) FROM deleted) AS messages, (SELECT count(*) FROM attempts) AS attempts;
 
@@ -323,3 +345,117 @@ INSERT INTO service_keys (name, value) VALUES (%(name)s, %(value)s) ON CONFLICT 
 -- name: service_key
 -- The key kept under %(name)s (a statement of its own: it sees a key another process committed meanwhile).
 SELECT value FROM service_keys WHERE name = %(name)s;
+
+-- name: list_sent_by_delivery
+-- A page of sent messages whose delivery status is %(delivery_status)s (`unknown`: none yet), newest
+-- sent_at first, by offset, along messages_sent_delivery_idx.
+SELECT
+-- include: message_columns
+FROM messages
+WHERE sending_status = 1 AND coalesce(delivery_status, 'unknown') = %(delivery_status)s
+ORDER BY sent_at DESC, id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_sent_by_delivery_after
+-- The same after the keyset cursor (sent_at, id).
+SELECT
+-- include: message_columns
+FROM messages
+WHERE sending_status = 1 AND coalesce(delivery_status, 'unknown') = %(delivery_status)s
+  AND (sent_at, id) < (%(after_time)s, %(after_id)s)
+ORDER BY sent_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: count_sent_by_delivery_up_to
+-- How many sent messages have the delivery status %(delivery_status)s, counting no further than %(cap)s.
+SELECT count(*) AS total FROM (
+    SELECT 1 FROM messages
+    WHERE sending_status = 1 AND coalesce(delivery_status, 'unknown') = %(delivery_status)s
+    LIMIT %(cap)s
+) AS capped;
+
+-- name: keep_receipt_key
+-- Make sure the provider's messageId %(webhook_message_id)s has its row in receipt_inbox (the API's first
+-- step with a receipt). While mark_sent is writing the same row, this waits for it to commit.
+INSERT INTO receipt_inbox (webhook_message_id, received_at) VALUES (%(webhook_message_id)s, now())
+ON CONFLICT (webhook_message_id) DO NOTHING;
+
+-- name: lock_receipt_key
+-- The messageId's row, locked until the receipt is recorded: its message (if recorded sent) and the
+-- receipt kept for it (if not).
+SELECT message_id, delivery_status
+FROM receipt_inbox
+WHERE webhook_message_id = %(webhook_message_id)s
+FOR UPDATE;
+
+-- name: lock_delivery
+-- A sent message's delivery status and sent_at, locked until the receipt is recorded (the expiry
+-- sweep skips it meanwhile, or holds it first).
+SELECT delivery_status, sent_at FROM messages WHERE id = %(id)s FOR UPDATE;
+
+-- name: record_receipt
+-- Keep a receipt in the history with its %(outcome)s; with %(keep)s, in receipt_inbox until its message
+-- is recorded sent; with %(apply)s, on its message %(message_id)s, whose delivery status is still null.
+WITH kept AS (
+    UPDATE receipt_inbox
+    SET delivery_status = %(delivery_status)s, error_code = %(error_code)s, reported_at = %(reported_at)s
+    WHERE webhook_message_id = %(webhook_message_id)s AND %(keep)s
+), applied AS (
+    UPDATE messages
+    SET delivery_status = %(delivery_status)s, error_code = %(error_code)s, updated_at = now(),
+        delivered_at = CASE WHEN %(delivery_status)s = 'delivered' THEN coalesce(%(reported_at)s, now()) END
+    WHERE id = %(message_id)s AND %(apply)s AND delivery_status IS NULL
+)
+INSERT INTO delivery_receipts (webhook_message_id, status, error_code, reported_at, outcome)
+VALUES (%(webhook_message_id)s, %(status)s, %(error_code)s, %(reported_at)s, %(outcome)s)
+RETURNING received_at;
+
+-- name: list_receipts
+-- The receipts taken for the provider's messageId %(webhook_message_id)s, in order of arrival.
+SELECT id, status, error_code, reported_at, received_at, outcome
+FROM delivery_receipts
+WHERE webhook_message_id = %(webhook_message_id)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: expire_deliveries
+-- Up to %(limit)s sent messages with no final receipt %(timeout)s seconds after sent_at, oldest first:
+-- delivery status `expired`. A message a receipt is being applied to right now is skipped.
+WITH due AS (
+    SELECT id FROM messages
+    WHERE sending_status = 1 AND coalesce(delivery_status, 'unknown') = 'unknown'
+      AND sent_at < now() - make_interval(secs => %(timeout)s)
+    ORDER BY sent_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE messages AS m
+SET delivery_status = 'expired', updated_at = now()
+FROM due
+WHERE m.id = due.id
+RETURNING m.id;
+
+-- name: drop_orphan_receipts
+-- Up to %(limit)s receipts kept longer than %(seconds)s seconds for a messageId no message was recorded
+-- with: dropped, with their history. How many.
+WITH doomed AS (
+    SELECT webhook_message_id FROM receipt_inbox
+    WHERE message_id IS NULL AND received_at < now() - make_interval(secs => %(seconds)s)
+    ORDER BY received_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), dropped AS (
+    DELETE FROM receipt_inbox AS i
+    USING doomed
+    WHERE i.webhook_message_id = doomed.webhook_message_id
+    RETURNING i.webhook_message_id
+), history AS (
+    DELETE FROM delivery_receipts AS r
+    USING dropped
+    WHERE r.webhook_message_id = dropped.webhook_message_id
+)
+SELECT count(*) AS total FROM dropped;
+
+-- name: count_delivered_unsent
+-- Messages with a delivery status that are not sent (the audit: a receipt applies to sent messages only).
+SELECT count(*) AS total FROM messages WHERE delivery_status IS NOT NULL AND sending_status <> 1;

@@ -45,6 +45,8 @@ class Records:
     """The messages table and message_attempts, over one process's pool."""
 
     pool: ConnectionPool
+    # Record each provider messageId for the delivery receipts (RECEIPT_SIGNING_SECRET set).
+    receipts: bool = False
 
     # --- a claim's life: claimed by a batch, sent (or released, or failed) by one task --------
 
@@ -105,6 +107,7 @@ class Records:
             sent_at=sent_at,
             webhook_message_id=webhook_message_id,
             attempted=int(attempted),
+            receipts=self.receipts,
             **_attempt_parameters(attempt),
         )
         return row is not None
@@ -180,14 +183,23 @@ class Records:
         return BulkRetry(row["matched"], row["retried"])
 
     def page(
-        self, status: Status, *, limit: int, offset: int = 0, after: tuple[datetime, UUID] | None = None
+        self,
+        status: Status,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[datetime, UUID] | None = None,
+        delivery: str | None = None,
     ) -> list[Message]:
-        """A page of sent or failed messages, newest first, by offset or after a keyset cursor."""
-        name = LISTS[status]
+        """A page of sent or failed messages, newest first, by offset or after a keyset cursor; sent ones
+        may be only those of one delivery status (`delivery`, or `unknown`)."""
+        name, filters = LISTS[status], {}
+        if delivery is not None:
+            name, filters = "list_sent_by_delivery", {"delivery_status": delivery}
         if after is None:
-            rows = fetch_all(self.pool, name, limit=limit, offset=offset)
+            rows = fetch_all(self.pool, name, limit=limit, offset=offset, **filters)
         else:
-            rows = fetch_all(self.pool, f"{name}_after", limit=limit, after_time=after[0], after_id=after[1])
+            rows = fetch_all(self.pool, f"{name}_after", limit=limit, after_time=after[0], after_id=after[1], **filters)
         return [Message.from_row(row) for row in rows]
 
     def prune_attempts(self, older_than_days: int, limit: int) -> int:
@@ -215,6 +227,11 @@ class Records:
             row = fetch_one(self.pool, "count_in_status", status=int(status))
         else:
             row = fetch_one(self.pool, "count_in_status_up_to", status=int(status), cap=up_to)
+        return row["total"] if row else 0
+
+    def count_sent_by_delivery(self, delivery: str, *, up_to: int | None = None) -> int:
+        """How many sent messages have this delivery status (or `unknown`); with `up_to`, stop counting there."""
+        row = fetch_one(self.pool, "count_sent_by_delivery_up_to", delivery_status=delivery, cap=up_to)
         return row["total"] if row else 0
 
     def statuses(self, message_ids: list[UUID]) -> dict[UUID, Status]:

@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 FAILOVER_SETTLE_SECONDS = 5
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# From sent_at to the receipt: seconds for most, hours for a phone that was off, up to the 72 h timeout.
+RECEIPT_DELAY_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0, 259200.0)
+ORPHANS = "orphans"
+EXPIRED = "expired"
 
 
 class Counters:
@@ -31,11 +35,25 @@ class Counters:
         pipe = self.client.pipeline(transaction=False) if own else pipe
         pipe.hincrby(keys.METRICS_DELIVERIES, outcome, 1)
         if webhook_seconds is not None:
-            bucket = next((f"{b:g}" for b in LATENCY_BUCKETS if webhook_seconds <= b), "+Inf")
-            pipe.hincrby(keys.METRICS_LATENCY, bucket, 1)
-            pipe.hincrbyfloat(keys.METRICS_LATENCY, "sum", webhook_seconds)
+            _observe(pipe, keys.METRICS_LATENCY, LATENCY_BUCKETS, webhook_seconds)
         if own:
             self._run(pipe)
+
+    def receipt(self, status: str, since_sent_seconds: float | None) -> None:
+        """Count one receipt by the provider's status, and the time from sent_at to it when known
+        (0 for one that came before its message was recorded sent)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(keys.METRICS_RECEIPTS, status, 1)
+        if since_sent_seconds is not None:
+            _observe(pipe, keys.METRICS_RECEIPT_DELAY, RECEIPT_DELAY_BUCKETS, max(0.0, since_sent_seconds))
+        self._run(pipe)
+
+    def receipts_swept(self, expired: int, orphans: int) -> None:
+        """Count the messages the sweep expired and the unmatched receipts it dropped."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(keys.METRICS_RECEIPTS, EXPIRED, expired)
+        pipe.hincrby(keys.METRICS_RECEIPTS, ORPHANS, orphans)
+        self._run(pipe)
 
     def batch(self, claimed: int, recovered: int) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -67,3 +85,10 @@ class Counters:
             pipe.execute()
         except redis.RedisError as error:
             log.debug("metrics not recorded: %s", error)
+
+
+def _observe(pipe: redis.client.Pipeline, key: str, buckets: tuple[float, ...], value: float) -> None:
+    """One observation of a histogram kept as a count per bucket (fields named `f"{bound:g}"`) and a sum."""
+    bucket = next((f"{b:g}" for b in buckets if value <= b), "+Inf")
+    pipe.hincrby(key, bucket, 1)
+    pipe.hincrbyfloat(key, "sum", value)

@@ -39,6 +39,7 @@ class Counting(Protocol):
 
     def count_by_status(self) -> dict[Status, int]: ...
     def count_in_status(self, status: Status, *, up_to: int | None = None) -> int: ...
+    def count_sent_by_delivery(self, delivery: str, *, up_to: int | None = None) -> int: ...
 
 
 class Remembered:
@@ -145,18 +146,23 @@ class ListTotals:
         self.records = records
         self.remembered = remembered
 
-    def total(self, status: Status) -> int:
+    def total(self, status: Status, *, delivery: str | None = None) -> int:
+        """The total of sent or failed messages; of sent ones whose delivery status is `delivery`, if given."""
+        if delivery is None:
+            name, count = status.label, lambda up_to=None: self.records.count_in_status(status, up_to=up_to)
+        else:
+            name, count = f"sent:{delivery}", lambda up_to=None: self.records.count_sent_by_delivery(delivery, up_to=up_to)
         try:
-            last = self.remembered.last(status.label)
+            last = self.remembered.last(name)
             if last is not None and last > 2 * EXACT_TOTAL_UP_TO:
-                return self._shared(status)
-            total = self.records.count_in_status(status, up_to=EXACT_TOTAL_UP_TO + 1)
-            return total if total <= EXACT_TOTAL_UP_TO else self._shared(status)
+                return self._shared(name, count)
+            total = count(up_to=EXACT_TOTAL_UP_TO + 1)
+            return total if total <= EXACT_TOTAL_UP_TO else self._shared(name, count)
         except CacheUnavailable:
-            return self.records.count_in_status(status)
+            return count()
 
-    def _shared(self, status: Status) -> int:
-        return int(self.remembered.get(status.label, TOTAL_MAX_AGE_SECONDS, lambda: self.records.count_in_status(status)))
+    def _shared(self, name: str, count: Callable[..., int]) -> int:
+        return int(self.remembered.get(name, TOTAL_MAX_AGE_SECONDS, count))
 
 
 class _Memo:

@@ -17,7 +17,7 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 MESSAGE_FIELDS = {
     "id", "content", "recipient_phone_number", "status", "attempts",
     "webhook_message_id", "last_error", "created_at", "sent_at",
-    "send_at", "encoding", "segments",
+    "send_at", "encoding", "segments", "delivery_status", "delivered_at", "error_code",
 }  # fmt: skip
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_PORT_POSTGRES = "postgresql://postgres@127.0.0.1:1/messaging"

@@ -73,6 +73,9 @@ def test_the_sent_list_answers_the_seed_shape_and_content(client, make_message):
             "send_at": None,
             "encoding": "GSM-7",
             "segments": 1,
+            "delivery_status": None,
+            "delivered_at": None,
+            "error_code": None,
         }
     ]
     assert ISO_UTC.match(body["data"][0]["created_at"])

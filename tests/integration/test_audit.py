@@ -126,3 +126,12 @@ def test_the_first_batch_marks_when_the_counters_began_and_later_ones_keep_it(ru
     assert client.get(keys.METRICS_SINCE) == began
 
 
+
+
+def test_a_message_delivered_without_being_sent_is_a_disagreement(runtime, client, settings, make_message):
+    make_message(sending_status=Status.SENT, sent_at=NOW, webhook_message_id="a", delivery_status="delivered")
+    assert audit.run(runtime.records, client, settings).checks[-1].ok
+    make_message(sending_status=Status.FAILED, delivery_status="delivered")
+    report = audit.run(runtime.records, client, settings)
+    assert not report.clean
+    assert "1 messages have a delivery status but are not sent" in "\n".join(report.lines())

@@ -59,12 +59,27 @@ def test_the_sentence_finder_sees_prose_in_paragraphs_lists_and_tables_but_not_c
     ]
 
 
+def anchors(document: Path) -> set[str]:
+    """The anchors of a Markdown file's headings, spelled as GitHub makes them: lower case, spaces to
+    hyphens, other punctuation dropped."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", CODE_BLOCK.sub("", document.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def test_every_relative_link_leads_to_a_file_that_exists():
     for document in DOCUMENTS:
         for _, target in LINK.findall(CODE_BLOCK.sub("", document.read_text())):
-            path = target.split("#")[0]
-            if path and not re.match(r"^[a-z]+:", path):
-                assert (document.parent / path).exists(), f"{document.name} links to {target}"
+            path, _, anchor = target.partition("#")
+            if not re.match(r"^[a-z]+:", path):
+                page = document.parent / path if path else document
+                assert page.exists(), f"{document.name} links to {target}"
+                assert not anchor or page.suffix != ".md" or anchor in anchors(page), f"{document.name} links to {target}"
+
+
+def test_anchors_are_spelled_as_github_spells_them(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Operations\n\n## Browsers and hosts\n\n```\n# not a heading\n```\n### The API's token: API_AUTH\n")
+    assert anchors(page) == {"operations", "browsers-and-hosts", "the-apis-token-api_auth"}
 
 
 def test_the_files_that_point_into_docs_find_their_page():
@@ -96,3 +111,15 @@ def test_every_path_the_docs_and_the_comments_name_exists_and_every_test_they_na
                 missing.append(f"{source.relative_to(ROOT)} names {path}::{test}")
         missing += [f"{source.relative_to(ROOT)} names {name}" for name in BARE_TEST.findall(text) if name not in defined]
     assert not missing, "\n".join(missing)
+
+
+def test_no_example_request_carries_a_fixed_send_at_that_time_will_make_refused():
+    """A `send_at` written as a date goes stale (the API takes now to 35 days ahead): examples compute theirs."""
+    fixed = re.compile(r"-d\s+'[^']*\"send_at\":\s*\"\d{4}-")
+    stale = [str(path.relative_to(ROOT)) for path in DOCUMENTS if fixed.search(path.read_text())]
+    assert not stale, stale
+
+
+def test_the_readme_names_the_port_variables_of_make_run():
+    text = README.read_text()
+    assert all(name in text for name in ("GUNICORN_BIND", "FLOWER_PORT", "RECEIVER_PORT"))

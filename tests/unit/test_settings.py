@@ -273,3 +273,19 @@ def test_repr_masks_the_password_of_every_sentinel_url_and_the_sentinels_own():
     url = f"sentinel://:{SECRET}@s1:26379/0;sentinel://:{SECRET}@s2:26379/0"
     shown = repr(Settings.from_env({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": SECRET}))
     assert SECRET not in shown and "s2:26379" in shown
+
+
+def test_receipts_are_off_until_receipt_signing_secret_is_set_and_it_is_checked_like_webhook_signing_secret():
+    settings = Settings.from_env({})
+    assert settings.receipt_signing_secrets == () and not settings.receipts_enabled
+    assert (settings.receipt_timeout_seconds, settings.receipt_orphan_seconds) == (259200, 300)
+    on = Settings.from_env({"RECEIPT_SIGNING_SECRET": SIGNING_SECRET, "RECEIPT_TIMEOUT_SECONDS": "60"})
+    assert on.receipt_signing_secrets == (SIGNING_SECRET,) and on.receipts_enabled
+    assert on.receipt_timeout_seconds == 60
+    assert SIGNING_SECRET not in repr(on)
+    with pytest.raises(SettingsError, match="^RECEIPT_SIGNING_SECRET ") as raised:
+        Settings.from_env({"RECEIPT_SIGNING_SECRET": "whsec_short"})
+    assert "short" not in str(raised.value)
+    for name, bad in (("RECEIPT_TIMEOUT_SECONDS", "0"), ("RECEIPT_ORPHAN_SECONDS", "-1"), ("RECEIPT_ORPHAN_SECONDS", "x")):
+        with pytest.raises(SettingsError, match=f"^{name} "):
+            Settings.from_env({name: bad})
