@@ -26,7 +26,8 @@ from messaging.redis.flow import RedisFlowControl
 from messaging.redis.shared_counts import ListTotals, Remembered, StatusCounts
 from messaging.redis.shared_state import RedisSharedState
 from messaging.redis.switch import Switch
-from messaging.settings import Settings, uses_sentinels
+from messaging.sentinel_urls import uses_sentinels
+from messaging.settings import Settings
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from messaging.errors import SettingsError
+from messaging.sentinel_urls import DEFAULT_SENTINEL_MASTER, SENTINEL_SCHEME, sentinels, uses_sentinels
 
 T = TypeVar("T")
 
@@ -20,10 +21,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:9000/webhook"
 
 DATABASE_SCHEMES = ("postgresql", "postgres")
-# kombu's form for Redis behind Sentinels: `sentinel://h1:26379/0;sentinel://h2:26380/0`, one URL per Sentinel.
-SENTINEL_SCHEME = "sentinel"
-DEFAULT_SENTINEL_PORT = 26379
-DEFAULT_SENTINEL_MASTER = "mymaster"
 REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 BROKER_SCHEMES = REDIS_SCHEMES + ("amqp", "amqps", "pyamqp")
 WEBHOOK_SCHEMES = ("http", "https")
@@ -322,42 +319,6 @@ class _Environment:
         if scheme != "unix" and not parts.hostname:
             raise SettingsError(name, f"must name a host, got {without_password(raw)!r}")
         return raw
-
-
-@dataclass(frozen=True)
-class Sentinels:
-    """What a `sentinel://...;sentinel://...` URL names: the Sentinels, the db, the master's credentials."""
-
-    addresses: tuple[tuple[str, int], ...]
-    db: int
-    username: str | None
-    password: str | None
-
-
-def uses_sentinels(url: str) -> bool:
-    return url.startswith(f"{SENTINEL_SCHEME}:")
-
-
-def sentinels(url: str) -> Sentinels:
-    """Parse kombu's Sentinel form; ValueError says what is wrong. Every part names one Sentinel,
-    the same db (`/0` if none) and the same credentials (those of the Redis master, as in kombu)."""
-    found = []
-    for part in url.split(";"):
-        parts = urlsplit(part.strip())
-        if parts.scheme != SENTINEL_SCHEME:
-            raise ValueError(f"must be {SENTINEL_SCHEME}:// URLs separated by semicolons")
-        try:
-            port = parts.port or DEFAULT_SENTINEL_PORT
-            db = int(parts.path.strip("/") or 0)
-        except ValueError:
-            raise ValueError("each Sentinel needs a numeric port and db") from None
-        if not parts.hostname:
-            raise ValueError("each Sentinel must name a host")
-        found.append(((parts.hostname, port), db, parts.username or None, parts.password))
-    if len({(db, user, password) for _, db, user, password in found}) > 1:
-        raise ValueError("every Sentinel must name the same db and credentials")
-    _, db, username, password = found[0]
-    return Sentinels(tuple(address for address, *_ in found), db, username, password)
 
 
 def without_password(url: str) -> str:

@@ -11,7 +11,8 @@ from messaging import timeouts
 from messaging.ops.pruning import PRUNE_EVERY_SECONDS
 from messaging.ops.receipt_sweep import SWEEP_EVERY_SECONDS
 from messaging.redis.client import sentinel_transport_options
-from messaging.settings import SENTINEL_SCHEME, Settings
+from messaging.sentinel_urls import SENTINEL_SCHEME
+from messaging.settings import Settings
 from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
 

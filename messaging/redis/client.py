@@ -13,8 +13,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from messaging import settings as config
-from messaging import timeouts
+from messaging import sentinel_urls, timeouts
+from messaging.settings import Settings
 from messaging.errors import CacheUnavailable
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 SENTINEL_SOCKET_OPTIONS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options")
 
 
-def connect(settings: config.Settings, on_failover: Callable[[], None] | None = None) -> redis.Redis:
+def connect(settings: Settings, on_failover: Callable[[], None] | None = None) -> redis.Redis:
     """The process's client for REDIS_URL: a plain one, or one that asks the Sentinels for the master."""
     return create_client(
         settings.redis_url,
@@ -36,7 +36,7 @@ def connect(settings: config.Settings, on_failover: Callable[[], None] | None = 
 def create_client(
     url: str,
     *,
-    sentinel_master: str = config.DEFAULT_SENTINEL_MASTER,
+    sentinel_master: str = sentinel_urls.DEFAULT_SENTINEL_MASTER,
     sentinel_password: str = "",
     on_failover: Callable[[], None] | None = None,
 ) -> redis.Redis:
@@ -50,9 +50,9 @@ def create_client(
     connection, so no write is ever retried on it. `on_failover` is called when the master changes.
     """
     options = dict(timeouts.redis_socket_options(url), retry=Retry(NoBackoff(), retries=1), decode_responses=True)
-    if not config.uses_sentinels(url):
+    if not sentinel_urls.uses_sentinels(url):
         return redis.Redis.from_url(url, **options)
-    named = config.sentinels(url)
+    named = sentinel_urls.sentinels(url)
     sentinel_options = {name: options[name] for name in SENTINEL_SOCKET_OPTIONS if name in options}
     if sentinel_password:
         sentinel_options["password"] = sentinel_password
@@ -68,12 +68,12 @@ def create_client(
     )
 
 
-def sentinel_transport_options(settings: config.Settings) -> dict[str, Any]:
+def sentinel_transport_options(settings: Settings) -> dict[str, Any]:
     """kombu's Sentinel transport options for CELERY_BROKER_URL: none unless it names Sentinels.
 
     The Sentinels' own connections get the same bounds as the master's (`sentinel_kwargs`).
     """
-    if not config.uses_sentinels(settings.broker_url):
+    if not sentinel_urls.uses_sentinels(settings.broker_url):
         return {}
     options = timeouts.redis_socket_options(settings.broker_url)
     sentinel_kwargs = {name: options[name] for name in SENTINEL_SOCKET_OPTIONS if name in options}

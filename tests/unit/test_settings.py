@@ -4,7 +4,8 @@ import pytest
 
 from api.auth import check_access
 from messaging.errors import SettingsError
-from messaging.settings import Settings, sentinels
+from messaging.sentinel_urls import sentinels
+from messaging.settings import Settings
 
 LONG_TOKEN = "0123456789abcdef0123456789abcdef"
 
