@@ -53,10 +53,7 @@ def create_client(
     if not sentinel_urls.uses_sentinels(url):
         return redis.Redis.from_url(url, **options)
     named = sentinel_urls.sentinels(url)
-    sentinel_options = {name: options[name] for name in SENTINEL_SOCKET_OPTIONS if name in options}
-    if sentinel_password:
-        sentinel_options["password"] = sentinel_password
-    manager = Sentinel(list(named.addresses), sentinel_kwargs=sentinel_options)
+    manager = Sentinel(list(named.addresses), sentinel_kwargs=_sentinel_options(url, sentinel_password))
     return manager.master_for(
         sentinel_master,
         connection_pool_class=FollowingMasterPool,
@@ -75,11 +72,15 @@ def sentinel_transport_options(settings: Settings) -> dict[str, Any]:
     """
     if not sentinel_urls.uses_sentinels(settings.broker_url):
         return {}
-    options = timeouts.redis_socket_options(settings.broker_url)
-    sentinel_kwargs = {name: options[name] for name in SENTINEL_SOCKET_OPTIONS if name in options}
-    if settings.redis_sentinel_password:
-        sentinel_kwargs["password"] = settings.redis_sentinel_password
+    sentinel_kwargs = _sentinel_options(settings.broker_url, settings.redis_sentinel_password)
     return {"master_name": settings.redis_sentinel_master, "sentinel_kwargs": sentinel_kwargs}
+
+
+def _sentinel_options(url: str, password: str) -> dict[str, Any]:
+    """The Sentinels' own connections: the master's socket bounds, and their password if they have one."""
+    options = timeouts.redis_socket_options(url)
+    chosen = {name: options[name] for name in SENTINEL_SOCKET_OPTIONS if name in options}
+    return {**chosen, "password": password} if password else chosen
 
 
 class FollowingMasterPool(SentinelConnectionPool):
