@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 N ?= 3
 
-.PHONY: install migrate demo run test test-fast bench up down logs scale clean clean-data lock
+.PHONY: install migrate demo run test test-fast bench chaos up down logs scale clean clean-data lock
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# The full topology (standbys, Sentinels) under load and random faults; CHAOS_MINUTES (default 10).
+chaos: install
+	$(BIN)/python -m tests.faults.chaos
 
 # What the image installs: every package pinned with its hashes, for Python 3.11 on any
 # platform (markers kept). Rewritten whenever requirements.txt changes.

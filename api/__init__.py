@@ -12,6 +12,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
 from messaging import timeouts
+from messaging.redis.client import sentinel_transport_options
 from messaging.runtime import ApiRuntime
 from messaging.settings import Settings
 
@@ -70,7 +71,10 @@ def _celery_producer(settings: Settings) -> Celery:
     producer.conf.update(
         broker_connection_timeout=3,
         # A publish on a silent connection fails within seconds and is retried on a fresh one.
-        broker_transport_options=timeouts.broker_transport_options(settings.broker_url),
+        broker_transport_options={
+            **timeouts.broker_transport_options(settings.broker_url),
+            **sentinel_transport_options(settings),
+        },
         task_serializer="json",
     )
     return producer

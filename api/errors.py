@@ -21,6 +21,7 @@ from messaging.errors import (
     MessagingError,
     ReceiptNotSigned,
     ReceiptsOff,
+    StopNotReplicated,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ DOMAIN_ERRORS: dict[type[MessagingError], tuple[int, str]] = {
     MessageNotCancelable: (409, "conflict"),
     InvalidMessage: (422, "validation_error"),
     DependencyUnavailable: (503, "unavailable"),
+    StopNotReplicated: (503, "stop_not_replicated"),
     HostNotAllowed: (400, "host_not_allowed"),
     CrossSiteRequest: (403, "forbidden"),
     ReceiptsOff: (404, "not_found"),

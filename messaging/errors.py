@@ -37,6 +37,10 @@ class CacheUnavailable(DependencyUnavailable):
         super().__init__("redis", reason)
 
 
+class StopNotReplicated(MessagingError):
+    """Sending is stopped, but no Redis replica acknowledged the stop in time: a failover now could undo it. Stop again."""
+
+
 class BrokerUnavailable(DependencyUnavailable):
     def __init__(self, reason: str = "") -> None:
         super().__init__("broker", reason)

@@ -19,13 +19,14 @@ from messaging.postgres.receipts import ReceiptRecords
 from messaging.postgres.records import Records
 from messaging.provider.webhook import WebhookClient
 from messaging.redis.breaker import Breaker
-from messaging.redis.client import create_client
+from messaging.redis import client as redis_client
 from messaging.redis.counters import Counters
 from messaging.redis.delivery_cache import DeliveryCache
 from messaging.redis.flow import RedisFlowControl
 from messaging.redis.shared_counts import ListTotals, Remembered, StatusCounts
 from messaging.redis.shared_state import RedisSharedState
 from messaging.redis.switch import Switch
+from messaging.sentinel_urls import uses_sentinels
 from messaging.settings import Settings
 
 
@@ -39,13 +40,15 @@ class Connections:
 
     @classmethod
     def _connect(cls, settings: Settings, concurrency: int, name: str) -> dict:
-        return dict(
-            settings=settings,
-            pool=postgres_pool.create_pool(
-                settings.database_url, max_size=postgres_pool.pool_size(concurrency), name=name
-            ),
-            redis=create_client(settings.redis_url),
+        # Each finds its primary replaced by itself; the count is kept in Redis, beside the other counters.
+        client = redis_client.connect(settings, on_failover=lambda: Counters(client).failover("redis"))
+        pool = postgres_pool.create_pool(
+            settings.database_url,
+            max_size=postgres_pool.pool_size(concurrency),
+            name=name,
+            on_failover=lambda: Counters(client).failover("postgresql"),
         )
+        return dict(settings=settings, pool=pool, redis=client)
 
     @cached_property
     def records(self) -> Records:
@@ -57,7 +60,7 @@ class Connections:
 
     @cached_property
     def switch(self) -> Switch:
-        return Switch(self.redis, self.settings.auto_start)
+        return Switch(self.redis, self.settings.auto_start, replicated=uses_sentinels(self.settings.redis_url))
 
     @cached_property
     def cache(self) -> DeliveryCache:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from messaging.errors import SettingsError
+from messaging.sentinel_urls import DEFAULT_SENTINEL_MASTER, SENTINEL_SCHEME, sentinels, uses_sentinels
 
 T = TypeVar("T")
 
@@ -20,7 +21,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:9000/webhook"
 
 DATABASE_SCHEMES = ("postgresql", "postgres")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 BROKER_SCHEMES = REDIS_SCHEMES + ("amqp", "amqps", "pyamqp")
 WEBHOOK_SCHEMES = ("http", "https")
 SIGNING_SECRET_PREFIX = "whsec_"
@@ -56,6 +57,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = DEFAULT_REDIS_URL
+    # With sentinel:// URLs: the name the Sentinels monitor the master under, and their own password.
+    redis_sentinel_master: str = DEFAULT_SENTINEL_MASTER
+    redis_sentinel_password: str = secret()
     webhook_url: str = DEFAULT_WEBHOOK_URL
     webhook_auth_key: str = secret()
     webhook_timeout_seconds: float = 10.0
@@ -114,6 +118,8 @@ class Settings:
             database_url=env.url("DATABASE_URL", DEFAULT_DATABASE_URL, DATABASE_SCHEMES),
             redis_url=redis_url,
             broker_url=env.url("CELERY_BROKER_URL", redis_url, BROKER_SCHEMES),
+            redis_sentinel_master=env.text("REDIS_SENTINEL_MASTER", "").strip() or DEFAULT_SENTINEL_MASTER,
+            redis_sentinel_password=env.text("REDIS_SENTINEL_PASSWORD", "").strip(),
             webhook_url=env.url("WEBHOOK_URL", DEFAULT_WEBHOOK_URL, WEBHOOK_SCHEMES),
             webhook_auth_key=env.header_value("WEBHOOK_AUTH_KEY"),
             webhook_timeout_seconds=env.number("WEBHOOK_TIMEOUT_SECONDS", 10.0, float, low=0.1, high=300),
@@ -300,6 +306,12 @@ class _Environment:
         raw = self._raw(name)
         if raw is None:
             return default
+        if SENTINEL_SCHEME in schemes and (";" in raw or uses_sentinels(raw)):
+            try:
+                sentinels(raw)
+            except ValueError as error:
+                raise SettingsError(name, f"{error}, got {without_password(raw)!r}") from None
+            return raw
         parts = urlsplit(raw)
         scheme = parts.scheme.split("+")[0]
         if scheme not in schemes:
@@ -310,7 +322,10 @@ class _Environment:
 
 
 def without_password(url: str) -> str:
-    """The URL with any password masked: in its user part, or as libpq's `password=` parameter."""
+    """The URL with any password masked: in its user part, or as libpq's `password=` parameter.
+    Several URLs separated by semicolons (kombu's Sentinel form) are masked each."""
+    if ";" in url:
+        return ";".join(without_password(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is not None:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", f":{MASK}@"))

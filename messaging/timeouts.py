@@ -28,6 +28,8 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 3
 # redis-py pings a connection idle this long before using it; kombu also drops a BRPOP connection
 # whose reply is this much overdue (BRPOP itself times out server-side after 1 s).
 REDIS_HEALTH_CHECK_SECONDS = 5
+# How long a stop waits for a Redis replica to hold it (Sentinels only; messaging/redis/switch.py).
+SWITCH_REPLICA_WAIT_MS = 2_000
 # AMQP heartbeats: a consumer that hears nothing for two of them reconnects.
 BROKER_HEARTBEAT_SECONDS = 5
 

@@ -10,6 +10,8 @@ from kombu import Exchange, Queue
 from messaging import timeouts
 from messaging.ops.pruning import PRUNE_EVERY_SECONDS
 from messaging.ops.receipt_sweep import SWEEP_EVERY_SECONDS
+from messaging.redis.client import sentinel_transport_options
+from messaging.sentinel_urls import SENTINEL_SCHEME
 from messaging.settings import Settings
 from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
@@ -48,8 +50,11 @@ def create_celery_app(settings: Settings) -> Celery:
         # queue listed here unless told otherwise (`-Q`), and kombu takes from them in turn.
         task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE)),
         task_routes={task: {"queue": BATCH_QUEUE} for task in (BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK)},
-        broker_transport=transport.TRANSPORT if _on_redis(settings) else None,
+        broker_transport=_transport(settings),
         broker_transport_options=_transport_options(settings),
+        # A demoted Redis master answers writes with READONLY, which kombu counts as a channel
+        # error: without this the consumer gives up instead of reconnecting to the new master.
+        broker_channel_error_retry=True,
         # RabbitMQ: a consumer that hears nothing for two heartbeats reconnects (Celery's
         # default, 120 s, would leave it on a silent connection for four minutes).
         broker_heartbeat=timeouts.BROKER_HEARTBEAT_SECONDS,
@@ -116,8 +121,19 @@ def _transport_options(settings: Settings) -> dict[str, object]:
     options = timeouts.broker_transport_options(settings.broker_url)
     if _on_redis(settings):
         options["visibility_timeout"] = max(3600, 4 * int(settings.claim_timeout_seconds))
-    return options
+    return {**options, **sentinel_transport_options(settings)}
+
+
+def _transport(settings: Settings) -> str | None:
+    """The app's own Redis transport (worker/transport.py), plain or through Sentinels; kombu's for the rest."""
+    if _scheme(settings) == SENTINEL_SCHEME:
+        return transport.SENTINEL_TRANSPORT
+    return transport.TRANSPORT if _on_redis(settings) else None
+
+
+def _scheme(settings: Settings) -> str:
+    return settings.broker_url.partition(":")[0].split("+")[0]
 
 
 def _on_redis(settings: Settings) -> bool:
-    return settings.broker_url.partition(":")[0].split("+")[0] in ("redis", "rediss")
+    return _scheme(settings) in ("redis", "rediss", SENTINEL_SCHEME)

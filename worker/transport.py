@@ -27,8 +27,9 @@ from messaging.logs import Throttle, fields
 log = logging.getLogger(__name__)
 lost_connection_log = Throttle(seconds=30)
 
-# kombu's class path for `broker_transport`: the app uses it only with a Redis broker URL.
+# kombu's class paths for `broker_transport`: the app uses them only with a Redis broker URL.
 TRANSPORT = "worker.transport:Transport"
+SENTINEL_TRANSPORT = "worker.transport:SentinelTransport"
 
 
 def is_lost_connection_race(error: AttributeError, channel: kombu_redis.Channel) -> bool:
@@ -92,3 +93,11 @@ class Transport(kombu_redis.Transport):
 def _warn(event: str) -> None:
     if lost_connection_log.allow(event):
         log.warning("event=%s %s", event, fields(reason="broker connection lost"))
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same channel over the master the Sentinels name (kombu's `sentinel://` transport)."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -10,7 +10,8 @@ Three checks, one report line each; any disagreement makes the command exit 1.
    the claim and its send (if begun) are older than the timeout plus one interval.
 3. Counts: the delivery counters in Redis (messaging/redis/counters.py) are cumulative: they outlive
    rows (a TRUNCATE, a deleted message), and Redis can lose them, together with the time they
-   began (`messaging:metrics:since`, set again by the first batch after that). So the check
+   began (`messaging:metrics:since`, set again by the first batch after that, and a few seconds
+   after a process sees a Redis failover: messaging/redis/counters.py). So the check
    runs one way, over the time both cover: every message PostgreSQL records as sent by this
    service (attempts > 0) with sent_at at or after that time was counted, that is
        sent in PostgreSQL since then <= deliveries{sent} + deliveries{already_sent}.
@@ -36,7 +37,7 @@ from messaging.postgres import pool as postgres_pool
 from messaging.postgres.receipts import ReceiptRecords
 from messaging.postgres.records import Records
 from messaging.redis import keys
-from messaging.redis.client import create_client, wrap_errors
+from messaging.redis.client import connect, wrap_errors
 from messaging.settings import Settings
 
 SCAN_BATCH = 1000
@@ -139,7 +140,7 @@ def counts(records: Records, client: redis.Redis) -> Check:
 def main(settings: Settings) -> int:
     """The command: print the report; 0 when clean, 1 on a disagreement or an unreachable service."""
     pool = postgres_pool.create_pool(settings.database_url, max_size=2, name="audit")
-    client = create_client(settings.redis_url)
+    client = connect(settings)
     try:
         report = run(Records(pool), client, settings)
     except MessagingError as error:

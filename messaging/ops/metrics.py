@@ -50,12 +50,13 @@ class _Collector:
             pipe = self.client.pipeline(transaction=False)
             for key in (keys.METRICS_DELIVERIES, keys.METRICS_LATENCY, keys.METRICS_BATCHES, keys.METRICS_PRUNED,
                         keys.FLOW_BREAKER, keys.FLOW_PAUSE, keys.METRICS_BREAKER,
-                        keys.METRICS_RECEIPTS, keys.METRICS_RECEIPT_DELAY):  # fmt: skip
+                        keys.METRICS_RECEIPTS, keys.METRICS_RECEIPT_DELAY, keys.METRICS_FAILOVERS):  # fmt: skip
                 pipe.hgetall(key)
-            deliveries, latency, batches, pruned, state, pause, transitions, receipts, delay = pipe.execute()
+            deliveries, latency, batches, pruned, state, pause, transitions, receipts, delay, failovers = pipe.execute()
             yield from self._redis_counters(deliveries, latency, batches)
             yield _pruned(pruned)
             yield from _receipts(receipts, delay)
+            yield _failovers(failovers)
             yield from self._flow_control(breaker.read_status(state, pause), transitions)
             up.add_metric(["redis"], 1)
         except (redis.RedisError, DependencyUnavailable):
@@ -115,6 +116,15 @@ def _pruned(raw: dict[str, str]) -> CounterMetricFamily:
     for kind in ("messages", "attempts"):
         pruned.add_metric([kind], float(raw.get(kind, 0)))
     return pruned
+
+
+def _failovers(raw: dict[str, str]) -> CounterMetricFamily:
+    seen = CounterMetricFamily(
+        "messaging_failovers", "Times a process found its PostgreSQL primary or Redis master replaced.", labels=["dependency"]
+    )
+    for dependency in ("postgresql", "redis"):
+        seen.add_metric([dependency], float(raw.get(dependency, 0)))
+    return seen
 
 
 def _receipts(counts: dict[str, str], delay: dict[str, str]) -> Iterable:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from messaging.errors import MessagingError
 from messaging.postgres import pool as postgres_pool
 from messaging.postgres.records import Records
-from messaging.redis.client import create_client
+from messaging.redis.client import connect
 from messaging.redis.counters import Counters
 from messaging.settings import Settings
 
@@ -67,7 +67,7 @@ def prune_attempts(records: Records, retention_days: int, *, batch: int = PRUNE_
 def main(settings: Settings) -> int:
     """`python -m messaging prune`: one run now, as the hourly task does it, counted in /metrics."""
     pool = postgres_pool.create_pool(settings.database_url, max_size=1, name="prune")
-    client = create_client(settings.redis_url)
+    client = connect(settings)
     try:
         pruned = prune(Records(pool), settings, max_batches=sys.maxsize)
         Counters(client).pruned(pruned.messages, pruned.attempts)

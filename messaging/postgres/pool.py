@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -58,9 +59,14 @@ def pool_size(concurrency: int) -> int:
     return min(max(concurrency, 2), 16)
 
 
-def create_pool(url: str, *, max_size: int = 10, name: str = "messaging") -> psycopg_pool.ConnectionPool:
-    """Open a pool that connects in the background, so a process starts even while PostgreSQL is down."""
-    return psycopg_pool.ConnectionPool(
+def create_pool(
+    url: str, *, max_size: int = 10, name: str = "messaging", on_failover: Callable[[], None] | None = None
+) -> FailoverPool:
+    """Open a pool that connects in the background, so a process starts even while PostgreSQL is down.
+
+    `on_failover` is called when the pool finds its primary replaced (see FailoverPool).
+    """
+    return FailoverPool(
         url,
         min_size=1,
         max_size=max_size,
@@ -70,7 +76,50 @@ def create_pool(url: str, *, max_size: int = 10, name: str = "messaging") -> psy
         check=check_connection,
         timeout=5,
         open=True,
+        on_failover=on_failover,
     )
+
+
+class FailoverPool(psycopg_pool.ConnectionPool):
+    """A pool that follows its primary when a standby replaces it.
+
+    New connections find the primary themselves when the URL lists several hosts with
+    `target_session_attrs=read-write` (libpq tries each in turn). What the pool must do is drop a
+    connection whose server refused a write as read-only (a demoted primary that kept its sessions,
+    a read-only switch): closed before it returns, it is replaced instead of lent again.
+    A change of server (another host or port on a new connection, or a read-only refusal) is
+    logged and reported to `on_failover`, once per change.
+    """
+
+    def __init__(self, *args: Any, on_failover: Callable[[], None] | None = None, **kwargs: Any) -> None:
+        self._on_failover = on_failover
+        self._server: tuple[str, int] | None = None
+        self._server_lock = threading.Lock()
+        super().__init__(*args, configure=self._note_server, **kwargs)
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        with super().connection(timeout) as conn:
+            try:
+                yield conn
+            except psycopg.errors.ReadOnlySqlTransaction:
+                conn.close()
+                self._server_changed(None)
+                raise
+
+    def _note_server(self, conn: psycopg.Connection) -> None:
+        self._server_changed((conn.info.host, conn.info.port))
+
+    def _server_changed(self, server: tuple[str, int] | None) -> None:
+        """Remember the server now in use (None: the last one refused a write) and report a change."""
+        with self._server_lock:
+            before, self._server = self._server, server
+        if before is None or before == server:
+            return  # the first connection, or one more after a refusal already reported
+        log.warning("event=failover dependency=postgresql server=%s", "read-only" if server is None else
+                    f"{server[0]}:{server[1]}")
+        if self._on_failover is not None:
+            self._on_failover()
 
 
 def check_connection(conn: psycopg.Connection) -> None:
@@ -95,7 +144,8 @@ def wrap_errors() -> Iterator[None]:
         yield
     except psycopg_pool.PoolTimeout as error:
         raise DatabaseUnavailable("no connection within the pool timeout") from error
-    except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+    except (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction) as error:
+        # A read-only refusal means this server is no longer the primary: unavailable until the pool finds it.
         raise DatabaseUnavailable(_first_line(error)) from error
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import redis
 
 from messaging.redis import keys
 
 log = logging.getLogger(__name__)
+
+# A Redis failover loses the writes its old master took that no replica had, and those it took
+# between the promotion and its own demotion (about a second with Sentinel's defaults). The
+# counters begin again this long after a process first sees the new master, for the audit.
+FAILOVER_SETTLE_SECONDS = 5
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # From sent_at to the receipt: seconds for most, hours for a phone that was off, up to the 72 h timeout.
@@ -63,6 +68,15 @@ class Counters:
         pipe = self.client.pipeline(transaction=False)
         pipe.hincrby(keys.METRICS_PRUNED, "messages", messages)
         pipe.hincrby(keys.METRICS_PRUNED, "attempts", attempts)
+        self._run(pipe)
+
+    def failover(self, dependency: str) -> None:
+        """Count one process finding `dependency`'s primary (PostgreSQL) or master (Redis) replaced."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(keys.METRICS_FAILOVERS, dependency, 1)
+        if dependency == "redis":
+            again = datetime.now(timezone.utc) + timedelta(seconds=FAILOVER_SETTLE_SECONDS)
+            pipe.set(keys.METRICS_SINCE, again.isoformat())
         self._run(pipe)
 
     @staticmethod

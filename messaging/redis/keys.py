@@ -31,6 +31,7 @@ METRICS_LATENCY = "messaging:metrics:webhook_latency"  # hash: POSTs per latency
 METRICS_BATCHES = "messaging:metrics:batches"  # hash: runs, claimed, recovered
 METRICS_PRUNED = "messaging:metrics:pruned"  # hash: messages, attempts deleted by retention
 METRICS_BREAKER = "messaging:metrics:breaker"  # hash: opened, half_open, closed, probes (written by flow.lua)
+METRICS_FAILOVERS = "messaging:metrics:failovers"  # hash: postgresql, redis: primaries found replaced, per process
 METRICS_RECEIPTS = "messaging:metrics:receipts"  # hash: receipts by status (and `expired` sweeps), `orphans` dropped
 METRICS_RECEIPT_DELAY = "messaging:metrics:receipt_delay"  # hash: receipts per bucket of time since sent_at, and their sum
 # When the counters began (again, after Redis lost them): the audit compares PostgreSQL with them from then on.

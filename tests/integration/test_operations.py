@@ -232,3 +232,15 @@ def test_the_scheduler_touches_its_heartbeat_on_every_tick_and_removes_it_on_clo
     assert heartbeat.exists() and time.time() - heartbeat.stat().st_mtime < 5
     scheduler.close()
     assert not heartbeat.exists()
+
+
+def test_metrics_count_the_failovers_each_process_saw(api, runtime):
+    """The alert rules page on this counter: every process adds one per failover it finds."""
+    samples = scrape(api())
+    assert samples[("messaging_failovers_total", (("dependency", "postgresql"),))] == 0
+    runtime.counters.failover("postgresql")
+    runtime.counters.failover("redis")
+    runtime.counters.failover("redis")
+    samples = scrape(api())
+    assert samples[("messaging_failovers_total", (("dependency", "postgresql"),))] == 1
+    assert samples[("messaging_failovers_total", (("dependency", "redis"),))] == 2

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
+from messaging.errors import StopNotReplicated
 from messaging.delivery import rules
 from messaging.domain.message import Status
 from messaging.postgres import migrations
@@ -241,3 +242,13 @@ def test_a_claims_statements_find_its_row_by_primary_key_whatever_the_statistics
     plan = "\n".join(row["QUERY PLAN"] for row in db.execute(f"EXPLAIN (COSTS OFF) {QUERIES[name]}", parameters))
     assert "messages_pkey" in plan, plan
     assert "messages_claimed_idx" not in plan, plan
+
+
+def test_a_stop_no_replica_acknowledged_is_kept_but_said_to_be_unsafe(runtime):
+    """With Sentinels a stop waits for a replica (WAIT); this Redis has none."""
+    replicated = Switch(runtime.redis, auto_start=True, replicated=True)
+    with pytest.raises(StopNotReplicated):
+        replicated.set_enabled(False)
+    assert replicated.is_enabled() is False, "the master holds the stop all the same"
+    replicated.set_enabled(True)  # a start waits for nobody
+    assert replicated.is_enabled() is True

@@ -4,6 +4,7 @@ import pytest
 
 from api.auth import check_access
 from messaging.errors import SettingsError
+from messaging.sentinel_urls import sentinels
 from messaging.settings import Settings
 
 LONG_TOKEN = "0123456789abcdef0123456789abcdef"
@@ -242,6 +243,37 @@ def test_a_host_that_is_no_host_name_is_refused(bad):
 def test_secret_key_is_read_stripped_and_empty_by_default():
     assert Settings.from_env({}).secret_key == ""
     assert Settings.from_env({"SECRET_KEY": " k3y\n"}).secret_key == "k3y"
+
+
+def test_redis_and_the_broker_may_name_sentinels_in_kombus_form():
+    url = "sentinel://s1:26379/2;sentinel://s2:26380/2;sentinel://s3/2"
+    settings = Settings.from_env({"REDIS_URL": url, "REDIS_SENTINEL_MASTER": "cache", "REDIS_SENTINEL_PASSWORD": SECRET})
+    assert settings.broker_url == settings.redis_url == url
+    assert settings.redis_sentinel_master == "cache"
+    named = sentinels(url)
+    assert named.addresses == (("s1", 26379), ("s2", 26380), ("s3", 26379))
+    assert named.db == 2
+    assert Settings.from_env({"REDIS_URL": url}).redis_sentinel_master == "mymaster"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sentinel://s1:26379/0;redis://s2:6379/0", "sentinel:// URLs separated by semicolons"),
+        ("sentinel://s1:port/0", "numeric port and db"),
+        ("sentinel://s1:26379/0;sentinel://s2:26379/1", "the same db and credentials"),
+        ("sentinel:///0", "must name a host"),
+    ],
+)
+def test_a_sentinel_url_that_kombu_would_misread_is_refused(url, says):
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env({"CELERY_BROKER_URL": url})
+
+
+def test_repr_masks_the_password_of_every_sentinel_url_and_the_sentinels_own():
+    url = f"sentinel://:{SECRET}@s1:26379/0;sentinel://:{SECRET}@s2:26379/0"
+    shown = repr(Settings.from_env({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": SECRET}))
+    assert SECRET not in shown and "s2:26379" in shown
 
 
 def test_receipts_are_off_until_receipt_signing_secret_is_set_and_it_is_checked_like_webhook_signing_secret():
