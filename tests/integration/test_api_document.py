@@ -115,6 +115,19 @@ def test_swagger_try_it_out_on_one_message_finds_it_in_the_demo_data(client, doc
     assert response.status_code == 200, response.get_json()
 
 
+def test_swagger_try_it_out_on_the_attempts_of_a_message_lists_some_in_the_demo_data(client, document, database_url):
+    migrations.load_demo_data(database_url)
+    [parameter] = document["paths"]["/messaging/messages/{message_id}/attempts"]["parameters"]
+
+    response = client.get(f"/messaging/messages/{parameter['schema']['example']}/attempts")
+
+    assert response.status_code == 200, response.get_json()
+    attempts = response.get_json()["data"]
+    assert [attempt["attempt"] for attempt in attempts] == [1, 2], attempts
+    message = client.get(f"/messaging/messages/{parameter['schema']['example']}").get_json()
+    assert (message["status"], message["attempts"]) == ("failed", 2), "the demo message agrees with its attempts"
+
+
 def test_the_documented_answers_of_create_and_retry_show_a_pending_message(document):
     for call, status in ((("post", "/messaging/messages"), "201"), (("post", "/messaging/messages/{message_id}/retry"), "200")):
         example = operations(document)[call]["responses"][status]["content"]["application/json"]["example"]
