@@ -41,6 +41,10 @@ from messaging.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 # Local-only defaults, set here so that the processes and the printed URLs agree.
 DEFAULTS = {"GUNICORN_BIND": "127.0.0.1:8080", "FLOWER_PORT": "5555", "RECEIVER_PORT": "9000"}
+# Delivery receipts on from the start: the demo receiver signs them with this, and the API and the
+# workers, given the same environment, take them. Everything listens on loopback only; an empty
+# RECEIPT_SIGNING_SECRET turns receipts off.
+DEMO_RECEIPT_SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 READY_TIMEOUT_SECONDS = 120
 
 
@@ -113,6 +117,8 @@ def main() -> int:
         os.environ.setdefault(name, value)
     env = os.environ
     env.setdefault("WEBHOOK_URL", f"http://127.0.0.1:{env['RECEIVER_PORT']}/webhook")
+    env.setdefault("RECEIPT_SIGNING_SECRET", DEMO_RECEIPT_SIGNING_SECRET)
+    env.setdefault("RECEIVER_RECEIPT_URL", f"http://{env['GUNICORN_BIND']}/messaging/receipts")
     # A SIGTERM before honcho takes over still stops the servers started here.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
@@ -195,6 +201,7 @@ def _banner(urls: dict[str, str], env: Mapping[str, str], running: list[servers.
             " (README: \"See a retry, a failure and a manual retry\")",
             *(f"  {server.describe()}" for server in running),
             _sending_hint(api, env),
+            _receipts_hint(env),
             f"Demo traffic: {per_minute:g} new message(s) a minute through the API ({demo_traffic.VARIABLE}; 0: off)"
             if per_minute
             else f"Demo traffic: off ({demo_traffic.VARIABLE}=0)",
@@ -216,6 +223,13 @@ def _sending_hint(api: str, env: Mapping[str, str]) -> str:
             f"(stop: curl -X POST {api}/messaging/stop)"
         )
     return f"Sending is off: curl -X POST {api}/messaging/start"
+
+
+def _receipts_hint(env: Mapping[str, str]) -> str:
+    if not env.get("RECEIPT_SIGNING_SECRET"):
+        return "Delivery receipts: off (RECEIPT_SIGNING_SECRET is empty)"
+    demo = " (a demo RECEIPT_SIGNING_SECRET)" if env["RECEIPT_SIGNING_SECRET"] == DEMO_RECEIPT_SIGNING_SECRET else ""
+    return f"Delivery receipts: on{demo}, sent by the receiver to {env['RECEIVER_RECEIPT_URL']} (docs/records.md#try-it)"
 
 
 def _say(manager: Manager, text: str) -> None:
