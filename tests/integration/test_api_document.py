@@ -91,6 +91,15 @@ def test_the_documented_body_is_the_schema_that_validates_it(document):
     assert not re.fullmatch(new["properties"]["recipient_phone_number"]["pattern"], "+0123456789")
 
 
+def test_swagger_try_it_out_with_each_body_example_creates_a_message(client, document):
+    """The scheduled example's send_at is computed, not written as a date: it is never refused as stale."""
+    examples = operations(document)[("post", "/messaging/messages")]["requestBody"]["content"]["application/json"]["examples"]
+
+    for name, example in examples.items():
+        response = client.post("/messaging/messages", json=example["value"])
+        assert response.status_code == 201, (name, response.get_json())
+
+
 def test_the_paging_parameters_and_answer_are_documented(document):
     for path in ("/messaging/sent", "/messaging/failed"):
         operation = operations(document)[("get", path)]
