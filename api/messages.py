@@ -29,14 +29,22 @@ blp = Blueprint("messages", __name__, url_prefix="/messaging", description="Mess
 
 # The first message of the demo data (sql/demo_data.sql): Swagger UI's Try it out finds it under `make run`.
 DEMO_MESSAGE_ID = "d6b8374e-fa68-5bb8-9315-679115aff80f"
+# The demo message that failed after two attempts: its attempts list is not empty.
+DEMO_FAILED_MESSAGE_ID = "7103b737-2731-5f5c-9ae2-a8aa384a22f7"
 
-MESSAGE_ID = {
-    "in": "path",
-    "name": "message_id",
-    "required": True,
-    "description": "The message's id, a UUID. Any other text answers 404, like an unknown id.",
-    "schema": {"type": "string", "format": "uuid", "example": DEMO_MESSAGE_ID},
-}
+
+def _message_id(example: str) -> dict:
+    return {
+        "in": "path",
+        "name": "message_id",
+        "required": True,
+        "description": "The message's id, a UUID. Any other text answers 404, like an unknown id.",
+        "schema": {"type": "string", "format": "uuid", "example": example},
+    }
+
+
+MESSAGE_ID = _message_id(DEMO_MESSAGE_ID)
+FAILED_MESSAGE_ID = _message_id(DEMO_FAILED_MESSAGE_ID)
 
 
 @blp.route("/sent", methods=["GET"])
@@ -156,7 +164,7 @@ def cancel(message_id: str):
     return _change(message_id, runtime().records.cancel, MessageNotCancelable, "a pending message can be canceled")
 
 
-@blp.route("/messages/<message_id>/attempts", methods=["GET"], parameters=[MESSAGE_ID])
+@blp.route("/messages/<message_id>/attempts", methods=["GET"], parameters=[FAILED_MESSAGE_ID])
 @blp.arguments(AttemptQuerySchema, location="query", error_status_code=400, as_kwargs=True)
 @blp.response(200, AttemptPageSchema, description="A page of the message's delivery attempts, oldest first.")
 @messaging_call(blp, 400, 404)

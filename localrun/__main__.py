@@ -10,12 +10,13 @@ Two things honcho alone gets wrong in a terminal:
   Here they are printed once the API, Flower, the receiver, both workers and beat answer.
 
 Before them: PostgreSQL and Redis where none answers (localrun/servers.py), the migrations and
-the demo data. After them, on the way out: the receiver last, so that a POST in flight gets its
-answer, then the embedded servers.
+the demo data. Once they answer: demo traffic (localrun/demo_traffic.py). On the way out: the demo
+traffic first, the receiver last, so that a POST in flight gets its answer, then the embedded servers.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -33,13 +34,17 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Message, Printer
 
-from localrun import servers
+from localrun import demo_traffic, servers
 from messaging.errors import SettingsError
 from messaging.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Local-only defaults, set here so that the processes and the printed URLs agree.
 DEFAULTS = {"GUNICORN_BIND": "127.0.0.1:8080", "FLOWER_PORT": "5555", "RECEIVER_PORT": "9000"}
+# Delivery receipts on from the start: the demo receiver signs them with this, and the API and the
+# workers, given the same environment, take them. Everything listens on loopback only; an empty
+# RECEIPT_SIGNING_SECRET turns receipts off.
+DEMO_RECEIPT_SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 READY_TIMEOUT_SECONDS = 120
 
 
@@ -74,12 +79,21 @@ class ClosedPipeTolerant:
 
 
 class ReceiverLast(Manager):
-    """honcho's manager, but on the way out the receiver gets SIGTERM only once the rest have stopped:
-    a worker's POST in flight still gets its answer, and the message is not sent again next run."""
+    """honcho's manager, but on the way out the demo traffic stops before the processes, and the
+    receiver gets SIGTERM only once the rest have stopped: a worker's POST in flight still gets its
+    answer, and the message is not sent again next run."""
 
     LAST = "receiver"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopping = False
+        self.first_to_stop: list[Callable[[], None]] = []
+
     def _killall(self, force: bool = False) -> None:
+        self.stopping = True
+        for stop in self.first_to_stop:
+            stop()
         if force:
             return super()._killall(force=True)
         for name, process in self._processes.items():
@@ -103,10 +117,13 @@ def main() -> int:
         os.environ.setdefault(name, value)
     env = os.environ
     env.setdefault("WEBHOOK_URL", f"http://127.0.0.1:{env['RECEIVER_PORT']}/webhook")
+    env.setdefault("RECEIPT_SIGNING_SECRET", DEMO_RECEIPT_SIGNING_SECRET)
+    env.setdefault("RECEIVER_RECEIPT_URL", f"http://{env['GUNICORN_BIND']}/messaging/receipts")
     # A SIGTERM before honcho takes over still stops the servers started here.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         settings = Settings.from_env(env)
+        per_minute = demo_traffic.messages_per_minute(env)
         running = servers.ensure(settings.database_url, settings.redis_url, settings.broker_url)
     except (SettingsError, servers.ServerError) as error:
         print(f"make run: {error}", file=sys.stderr)
@@ -117,24 +134,31 @@ def main() -> int:
         for command in ("migrate", "load-demo"):
             if subprocess.run([sys.executable, "-m", "messaging", command], cwd=ROOT).returncode != 0:
                 return 1
-        return _run_procfile(env, running)
+        return _run_procfile(env, running, per_minute)
     finally:
         servers.stop(running)
 
 
-def _run_procfile(env: Mapping[str, str], running: list[servers.Server]) -> int:
+def _run_procfile(env: Mapping[str, str], running: list[servers.Server], per_minute: float) -> int:
     procfile = parse_procfile((ROOT / "Procfile").read_text()).processes
     manager = ReceiverLast(Printer(ClosedPipeTolerant(sys.stdout)))
     for name, command in procfile.items():
         manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
     started = time.time()
-    threading.Thread(target=_announce_when_ready, args=(manager, env, procfile, started, running), daemon=True).start()
+    threading.Thread(
+        target=_announce_when_ready, args=(manager, env, procfile, started, running, per_minute), daemon=True
+    ).start()
     manager.loop()
     return manager.returncode or 0
 
 
 def _announce_when_ready(
-    manager: Manager, env: Mapping[str, str], procfile: dict[str, str], started: float, running: list[servers.Server]
+    manager: ReceiverLast,
+    env: Mapping[str, str],
+    procfile: dict[str, str],
+    started: float,
+    running: list[servers.Server],
+    per_minute: float,
 ) -> None:
     urls = {
         "API": f"http://{env['GUNICORN_BIND']}",
@@ -158,10 +182,13 @@ def _announce_when_ready(
         return
     # Flower learns of the workers only when it asks them: ask now, so that the URL printed answers at once.
     _answers(f"{urls['Flower']}/api/workers?refresh=true")
-    _say(manager, _banner(urls, env, running))
+    _say(manager, _banner(urls, env, running, per_minute))
+    if per_minute and not manager.stopping:
+        say = functools.partial(_say, manager)
+        manager.first_to_stop.append(demo_traffic.start(urls["API"], env.get("API_TOKEN", ""), per_minute, say))
 
 
-def _banner(urls: dict[str, str], env: Mapping[str, str], running: list[servers.Server]) -> str:
+def _banner(urls: dict[str, str], env: Mapping[str, str], running: list[servers.Server], per_minute: float) -> str:
     api = urls["API"]
     return "\n".join(
         [
@@ -174,6 +201,10 @@ def _banner(urls: dict[str, str], env: Mapping[str, str], running: list[servers.
             " (README: \"See a retry, a failure and a manual retry\")",
             *(f"  {server.describe()}" for server in running),
             _sending_hint(api, env),
+            _receipts_hint(env),
+            f"Demo traffic: {per_minute:g} new message(s) a minute through the API ({demo_traffic.VARIABLE}; 0: off)"
+            if per_minute
+            else f"Demo traffic: off ({demo_traffic.VARIABLE}=0)",
             "Ctrl-C stops everything.",
         ]
     )
@@ -192,6 +223,13 @@ def _sending_hint(api: str, env: Mapping[str, str]) -> str:
             f"(stop: curl -X POST {api}/messaging/stop)"
         )
     return f"Sending is off: curl -X POST {api}/messaging/start"
+
+
+def _receipts_hint(env: Mapping[str, str]) -> str:
+    if not env.get("RECEIPT_SIGNING_SECRET"):
+        return "Delivery receipts: off (RECEIPT_SIGNING_SECRET is empty)"
+    demo = " (a demo RECEIPT_SIGNING_SECRET)" if env["RECEIPT_SIGNING_SECRET"] == DEMO_RECEIPT_SIGNING_SECRET else ""
+    return f"Delivery receipts: on{demo}, sent by the receiver to {env['RECEIVER_RECEIPT_URL']} (docs/records.md#try-it)"
 
 
 def _say(manager: Manager, text: str) -> None:

@@ -244,6 +244,11 @@ def _valid_signing_secret(secret: str) -> bool:
     return len(key) >= MIN_SIGNING_KEY_BYTES
 
 
+def local_number(environ: Mapping[str, str], name: str, default: T, kind: Callable[[str], T], *, low: float, high: float) -> T:
+    """A variable only `make run` reads (localrun), checked as the settings are: the service never reads it."""
+    return _Environment(environ).number(name, default, kind, low=low, high=high)
+
+
 class _Environment:
     """Typed reads of environment variables; each failure names its variable."""
 

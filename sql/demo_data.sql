@@ -1,5 +1,9 @@
--- Demo data: 40 pending messages, oldest first. Loaded by `python -m messaging load-demo`;
--- fixed ids make loading it again a no-op.
+-- Demo data: 40 pending messages, oldest first, and one that failed after two attempts (Swagger
+-- UI's example for the attempts list: api/messages.py). Loaded by `python -m messaging load-demo`;
+-- fixed ids make loading it again a no-op. One statement, whose answer is how many messages it added.
+-- The failed message's times are the load's: pruning (ATTEMPT_RETENTION_DAYS, MESSAGE_RETENTION_DAYS)
+-- counts from then, and the audit's sent counts never see it.
+WITH pending AS (
 INSERT INTO messages (id, recipient_phone_number, content, sending_status, created_at, updated_at) VALUES
     ('d6b8374e-fa68-5bb8-9315-679115aff80f', '+49152601815', 'Password changed. If this was not you, call us right away.', 0, '2026-11-01 09:00:00+00', '2026-11-01 09:00:00+00'),
     ('c9100254-1ea5-5a72-9cc4-294cc5b94279', '+336123016613', 'Hi! Your order #677814 has shipped and arrives tomorrow.', 0, '2026-11-01 09:07:00+00', '2026-11-01 09:07:00+00'),
@@ -41,4 +45,24 @@ INSERT INTO messages (id, recipient_phone_number, content, sending_status, creat
     ('405af374-1ed4-5349-8cbc-7ca607103d13', '+905414018780', 'Hi! Your order #564779 has shipped and arrives tomorrow.', 0, '2026-11-01 13:19:00+00', '2026-11-01 13:19:00+00'),
     ('e8c6b7b0-8865-535a-a5eb-67932cd02676', '+49159898347', 'Your ride is arriving in 3 minutes: grey Toyota, plate 34 ABC 659190.', 0, '2026-11-01 13:26:00+00', '2026-11-01 13:26:00+00'),
     ('c90a49a3-4a9b-512c-880c-0ec0a51aa38b', '+31617838483', 'Welcome aboard! Reply HELP for help or STOP to unsubscribe.', 0, '2026-11-01 13:33:00+00', '2026-11-01 13:33:00+00')
-ON CONFLICT (id) DO NOTHING;
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+), failed AS (
+INSERT INTO messages (id, recipient_phone_number, content, sending_status, attempts, attempt_trigger, last_error,
+                      created_at, updated_at) VALUES
+    ('7103b737-2731-5f5c-9ae2-a8aa384a22f7', '+905321234567', 'Your verification code is 482913.', 2, 2, 'retry',
+     'HTTP 400 Bad Request', now() - interval '2 minutes', now())
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+), failed_attempts AS (
+INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status, error_class,
+                              retry_after_seconds, answer)
+SELECT failed.id, attempt, "trigger", now() - ago, duration_ms, http_status, 'http_status', retry_after_seconds, answer
+FROM failed CROSS JOIN (VALUES
+    (1, 'scheduled', interval '90 seconds', 12.4::real, 503::smallint, 30::real,
+     '{"message": "Service Unavailable"}'),
+    (2, 'retry', interval '1 minute', 9.7::real, 400::smallint, NULL::real,
+     '{"message": "recipient_phone_number is not a mobile number"}')
+) AS attempts (attempt, "trigger", ago, duration_ms, http_status, retry_after_seconds, answer)
+)
+SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM failed) AS added;

@@ -160,7 +160,7 @@ def ensure_database(database_url: str) -> None:
 
 
 def load_demo_data(database_url: str, path: Path = SQL_DIR / "demo_data.sql") -> int:
-    """Insert the demo messages; returns how many rows were added."""
+    """Insert the demo messages; returns how many were added (the script's one answer)."""
     with wrap_errors(), psycopg.connect(database_url, **_options(database_url)) as conn:
-        cursor = conn.execute(path.read_text())
-        return cursor.rowcount
+        [added] = conn.execute(path.read_text()).fetchone()
+        return added

@@ -9,6 +9,7 @@ import signal
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
@@ -95,7 +96,7 @@ def run_env(database_url, redis_url, tmp_path):
     )
 
 
-def test_make_run_prints_its_urls_once_up_serves_flowers_api_and_stops_on_ctrl_c_through_a_pipe(run_env, tmp_path):
+def test_make_run_prints_its_urls_once_up_serves_flowers_api_and_stops_on_ctrl_c_through_a_pipe(run_env, tmp_path, database_url):
     # `-o`: the shared virtualenv is installed already; everything else is what `make run` does.
     terminal = Terminal(f"make -o .venv/.installed run 2>&1 | tee {tmp_path / 'run.log'}", run_env)
     processes: set[tuple[int, str]] = set()
@@ -109,6 +110,16 @@ def test_make_run_prints_its_urls_once_up_serves_flowers_api_and_stops_on_ctrl_c
             assert re.search(rf"{up}\S+ ready\.", output[:urls_at]), f"{up} was not ready when the URLs were printed"
         assert "Listening at" in output[:urls_at] and "beat: Starting" in output[:urls_at]
         assert "Sending is on" in output[urls_at:], "AUTO_START is on by default: no hint to start what runs"
+        # Demo traffic at the sending rate (2 every second here): new messages keep coming through the API.
+        assert "Demo traffic: 120 new message(s) a minute" in output[urls_at:]
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            newest = conn.execute("SELECT max(created_at) FROM messages").fetchone()[0]
+            new = "SELECT count(*) FROM messages WHERE created_at > %s"
+            wait_for(lambda: conn.execute(new, (newest,)).fetchone()[0] >= 6, timeout=10, what="demo traffic")
+            # Delivery receipts are on (a demo secret, the same for the API, workers and receiver), and
+            # the receiver sends them to the API where it listens, not to the default port.
+            delivered = "SELECT count(*) FROM messages WHERE delivery_status = 'delivered'"
+            wait_for(lambda: conn.execute(delivered).fetchone()[0] >= 1, timeout=20, what="a delivery receipt applied")
 
         flower = f"http://127.0.0.1:{run_env['FLOWER_PORT']}"
         workers = requests.get(f"{flower}/api/workers", params={"refresh": "true"}, timeout=20)

@@ -91,6 +91,15 @@ def test_the_documented_body_is_the_schema_that_validates_it(document):
     assert not re.fullmatch(new["properties"]["recipient_phone_number"]["pattern"], "+0123456789")
 
 
+def test_swagger_try_it_out_with_each_body_example_creates_a_message(client, document):
+    """The scheduled example's send_at is computed, not written as a date: it is never refused as stale."""
+    examples = operations(document)[("post", "/messaging/messages")]["requestBody"]["content"]["application/json"]["examples"]
+
+    for name, example in examples.items():
+        response = client.post("/messaging/messages", json=example["value"])
+        assert response.status_code == 201, (name, response.get_json())
+
+
 def test_the_paging_parameters_and_answer_are_documented(document):
     for path in ("/messaging/sent", "/messaging/failed"):
         operation = operations(document)[("get", path)]
@@ -113,6 +122,19 @@ def test_swagger_try_it_out_on_one_message_finds_it_in_the_demo_data(client, doc
     response = client.get(f"/messaging/messages/{parameter['schema']['example']}")
 
     assert response.status_code == 200, response.get_json()
+
+
+def test_swagger_try_it_out_on_the_attempts_of_a_message_lists_some_in_the_demo_data(client, document, database_url):
+    migrations.load_demo_data(database_url)
+    [parameter] = document["paths"]["/messaging/messages/{message_id}/attempts"]["parameters"]
+
+    response = client.get(f"/messaging/messages/{parameter['schema']['example']}/attempts")
+
+    assert response.status_code == 200, response.get_json()
+    attempts = response.get_json()["data"]
+    assert [attempt["attempt"] for attempt in attempts] == [1, 2], attempts
+    message = client.get(f"/messaging/messages/{parameter['schema']['example']}").get_json()
+    assert (message["status"], message["attempts"]) == ("failed", 2), "the demo message agrees with its attempts"
 
 
 def test_the_documented_answers_of_create_and_retry_show_a_pending_message(document):
