@@ -1,0 +1,18 @@
+"""The message as a status callback carries it: the API's own rendering (api/schemas.py), never a second one.
+
+Imported by the callback task only, so a worker with callbacks off never loads the API's schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.schemas import MessageSchema
+from messaging.domain.message import Message
+
+_SCHEMA = MessageSchema()
+
+
+def render(message: Message) -> dict[str, Any]:
+    """The message object exactly as GET /messaging/messages/<id> answers it."""
+    return _SCHEMA.dump(message)
