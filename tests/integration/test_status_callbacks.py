@@ -15,10 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks import Webhook
 
+from messaging.domain.events import CallbackState
 from messaging.domain.receipts import ProviderStatus, Receipt
+from messaging.ops import callbacks
+from messaging.postgres.events import EventRecords
 from messaging.postgres.receipts import ReceiptRecords
 from messaging.postgres.records import Records
+from messaging.provider.webhook import WebhookClient
 from messaging.task_names import BATCH_QUEUE, BATCH_TASK, CALLBACK_DISPATCH_TASK
+from receiver import Receiver
 from tests.integration.api_support import TOKEN
 
 SECRET = "whsec_" + base64.b64encode(b"callback-secret-" * 2).decode()
@@ -212,3 +217,25 @@ def test_a_receiver_that_is_down_is_retried_and_a_stranded_event_is_handed_out_a
     headers, body = callback_receiver.received[-1]
     assert Webhook(SECRET).verify(body, headers)["type"] == "message.canceled"
     assert event["attempts"] == 1
+
+
+def test_the_demo_receiver_takes_status_callbacks_verifies_and_lists_them(settings, runtime, db):
+    """`make run`'s receiver as the callback receiver: the worker's own steps (hand out, POST, record)."""
+    from worker.callbacks import render
+
+    with Receiver(callback_secret=SECRET) as demo:
+        records, events = Records(runtime.pool, callbacks=True), EventRecords(runtime.pool)
+        message = records.insert("+905551112233", "to cancel")
+        assert records.cancel(message.id)
+        [handed] = callbacks.dispatch(events, settings)
+        client = WebhookClient(demo.callback_url, "", 2.0, signing_secrets=(SECRET,))
+        state = callbacks.send(
+            handed, slots=callbacks.slots(8), events=events, records=records, client=client, settings=settings, render=render
+        )
+        client.close()
+        [taken] = demo.callbacks_taken()
+    assert state is CallbackState.DELIVERED
+    assert (taken["type"], taken["message_id"], taken["status"], taken["verified"]) == (
+        "message.canceled", str(message.id), "canceled", True)  # fmt: skip
+    [event] = events_of(db, message.id)
+    assert (taken["webhook_id"], event["callback_state"], event["last_http_status"]) == (str(event["id"]), "delivered", 204)
