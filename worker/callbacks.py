@@ -1,6 +1,7 @@
 """The message as a status callback carries it: the API's own rendering (api/schemas.py), never a second one.
 
-Imported by the callback task only, so a worker with callbacks off never loads the API's schemas.
+Imported with the tasks, at start: Celery puts the working directory on the path only while it loads the
+app, so a module first imported later, inside a task, is not found.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from messaging.task_names import (
     RECEIPT_SWEEP_TASK,
     SEND_TASK,
 )
+from worker.callbacks import render
 from worker.factory import settings_of
 
 log = logging.getLogger(__name__)
@@ -158,8 +159,6 @@ def dispatch_callbacks() -> int:
 @shared_task(name=CALLBACK_TASK, bind=True, ignore_result=True)
 def send_callback(self, event_id: str) -> str:
     """POST one status callback event, record the outcome, and hand out the next events due."""
-    from worker.callbacks import render  # the API's rendering of a message; loaded only where callbacks run
-
     handed, rt = Dispatch(UUID(event_id), UUID(self.request.id)), runtime()
     try:
         state = callbacks.send(
