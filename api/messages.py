@@ -185,14 +185,18 @@ def attempts(message_id: str, *, limit: int, cursor: str | None = None):
 
 
 @blp.route("/messages/<message_id>/events", methods=["GET"], parameters=[MESSAGE_ID])
-@blp.response(200, EventPageSchema, description="The message's delivery receipts, in order of arrival.")
+@blp.response(200, EventPageSchema, description="The message's delivery receipts and its status callback events.")
 @messaging_call(blp, 404)
 def events(message_id: str):
     """The delivery receipts the provider sent about the message, in order of arrival, and what
     became of each: `applied`, `duplicate`, `ignored` (a later, different one), `kept` (it came
-    before the message was recorded sent, and was applied when it was). At most 100."""
+    before the message was recorded sent, and was applied when it was). At most 100.
+
+    `callbacks`: each change of the message's state (`message.sent`, `message.failed`,
+    `message.delivered`, `message.undelivered`, `message.expired`, `message.canceled`) in order,
+    and the state of its POST to STATUS_CALLBACK_URL. At most 100."""
     message = _find(message_id)
-    return {"data": runtime().receipts.history(message.webhook_message_id)}
+    return {"data": runtime().receipts.history(message.webhook_message_id), "callbacks": runtime().events.history(message.id)}
 
 
 def _page(

@@ -73,8 +73,36 @@ class ReceiptEntrySchema(Schema):
     outcome = fields.String(required=True, metadata={"example": "applied"})
 
 
+class CallbackEventSchema(Schema):
+    """One change of the message's state, and where its status callback stands."""
+
+    id = fields.UUID(
+        required=True,
+        metadata={"example": "0b7e3c1e-5d55-4c43-9d1b-2f4f3b7c9a10", "description": "The webhook-id of every POST of it."},
+    )
+    type = fields.String(required=True, metadata={"example": "message.delivered"})
+    occurred_at = UtcDateTime(required=True, metadata={"example": "2026-11-28T09:02:03.400000+00:00"})
+    callback_state = fields.String(
+        required=True,
+        metadata={
+            "example": "delivered",
+            "description": "`pending`: not answered 2xx yet (tried again after a backoff); `delivered`; `failed`: "
+            "STATUS_CALLBACK_MAX_ATTEMPTS used, or the message was deleted first.",
+        },
+    )
+    attempts = fields.Integer(required=True, metadata={"example": 1})
+    last_http_status = fields.Integer(required=True, allow_none=True, metadata={"example": 200})
+    last_error = fields.String(required=True, allow_none=True, metadata={"example": None})
+    delivered_at = UtcDateTime(required=True, allow_none=True, metadata={"example": "2026-11-28T09:02:03.520000+00:00"})
+
+
 class EventPageSchema(Schema):
-    data = fields.List(fields.Nested(ReceiptEntrySchema), required=True)
+    data = fields.List(fields.Nested(ReceiptEntrySchema), required=True, metadata={"description": "The receipts."})
+    callbacks = fields.List(
+        fields.Nested(CallbackEventSchema),
+        required=True,
+        metadata={"description": "The message's events, POSTed to STATUS_CALLBACK_URL (none while callbacks are off)."},
+    )
 
 
 @blp.route("/receipts", methods=["POST"])

@@ -9,7 +9,7 @@ import sys
 import time
 
 from bench import data, latency
-from bench.cases import BIG, api_latency, claim_and_api, instant, load_rows, reference, slow
+from bench.cases import BIG, api_latency, claim_and_api, instant, load_rows, receipts_and_callbacks, reference, slow
 from bench.processes import ReceiverProcess
 from bench.report import RESULTS, growth, render, write_results
 from bench.runs import CPU_NOTES, HERE, LOGS, RABBITMQ_URL, Row, Variant, log
@@ -32,9 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         help="sent rows for the API and claim cases; with --only latency, several sizes (1000000,5000000) show the growth",
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
-    parser.add_argument("--only", choices=["latency", "throughput", "instant"],
+    parser.add_argument("--only", choices=["latency", "throughput", "instant", "receipts"],
                         help="run only these rows, printed, not written (instant: the instant receiver's, "
-                             "with the CPU per message, to compare two checkouts in interleaved runs)")
+                             "with the CPU per message, to compare two checkouts in interleaved runs; receipts: "
+                             "the instant receiver with receipts and status callbacks on against off, interleaved)")
+    parser.add_argument("--rounds", type=int, default=3, help="--only receipts: runs of each, off and on in turn")
     args = parser.parse_args(argv)
     if args.only == "latency":
         return only_latency(args.rows)
@@ -58,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     with data.place() as where:
         receiver = ReceiverProcess(LOGS)
         try:
-            rows += instant(where, receiver, count=args.instant, variant=default, brokers=brokers, figures=figures)
-            if args.only != "instant":
+            if args.only == "receipts":
+                rows += receipts_and_callbacks(where, receiver, count=args.instant, variant=default, rounds=args.rounds)
+            else:
+                rows += instant(where, receiver, count=args.instant, variant=default, brokers=brokers, figures=figures)
+            if args.only not in ("instant", "receipts"):
                 rows += slow(where, receiver, count=args.slow, variant=default, brokers=brokers, figures=figures)
-            if args.plain and args.only != "instant":
+            if args.plain and args.only not in ("instant", "receipts"):
                 rows += reference(where, receiver, count=args.plain, cores=cores)
         finally:
             receiver.stop()
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render(rows)
     print(table)
     print(f"\n`make bench` took {elapsed:.0f} s.")
-    if args.only == "instant":
+    if args.only in ("instant", "receipts"):
         print("\nCPU per message, by process:\n" + "\n".join(CPU_NOTES))
     if not args.no_write and args.only is None:
         write_results(table, plans, statements, elapsed, default, figures, missing_rabbitmq)

@@ -165,3 +165,28 @@ def api_latency(where: data.Place, count: int) -> tuple[list[Row], dict[str, lat
         ))
     log(f"API: the statements alone at {count:,} rows")
     return rows, kinds, latency.statements(where, offset=offset, depth=depth, calls=CALLS)
+
+# Receipts and callbacks on: the workers record each messageId for its receipts and write an event with
+# each send, beat hands the events out, and the workers POST them to the receiver's /callbacks.
+RECEIPTS_AND_CALLBACKS = (("DELIVERY_RECEIPTS", "on"), ("STATUS_CALLBACKS", "on"))
+
+
+def receipts_and_callbacks(where: data.Place, receiver: ReceiverProcess, *, count: int, variant: Variant,
+                           rounds: int) -> list[Row]:
+    """The instant receiver with receipts and status callbacks on against off, in interleaved runs (off, on,
+    off, on, ...), so that a machine that slows down during the case weighs on both alike."""
+    name = "instant receiver"
+    on = replace(variant, label=f"{variant.label}, receipts and callbacks on",
+                 env=(*RECEIPTS_AND_CALLBACKS, ("STATUS_CALLBACK_URL", f"{receiver.base}/callbacks")))
+    rates: dict[str, list[float]] = {variant.label: [], on.label: []}
+    for _ in range(rounds):
+        for each in (variant, on):
+            rates[each.label].append(run_system(where, receiver, each, name=name, count=count, delay_ms=0).rate)
+    off_rate, on_rate = (sorted(rates[label])[len(rates[label]) // 2] for label in (variant.label, on.label))
+    ratio = on_rate / off_rate
+    runs = lambda label: ", ".join(f"{rate:,.0f}" for rate in rates[label])  # noqa: E731
+    return [
+        Row(case=f"{name}, {count:,} msgs: {variant.label} (runs: {runs(variant.label)})", system=f"{off_rate:,.0f} msg/s"),
+        Row(case=f"{name}, {count:,} msgs: {on.label} (runs: {runs(on.label)})", system=f"{on_rate:,.0f} msg/s",
+            reference=f"off {off_rate:,.0f} msg/s", ratio=f"{ratio:.2f}", target=">= 0.9", ok=ratio >= 0.9),
+    ]

@@ -7,6 +7,7 @@ nothing here fails while PostgreSQL or Redis is still down.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -14,7 +15,11 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from messaging.delivery.ports import Ports
+from messaging.errors import SettingsError
 from messaging.postgres import pool as postgres_pool
+from messaging.ops import callbacks
+from messaging.ops.callbacks import CALLBACKS_IN_FLIGHT
+from messaging.postgres.events import EventRecords
 from messaging.postgres.receipts import ReceiptRecords
 from messaging.postgres.records import Records
 from messaging.provider.webhook import WebhookClient
@@ -52,11 +57,15 @@ class Connections:
 
     @cached_property
     def records(self) -> Records:
-        return Records(self.pool, receipts=self.settings.receipts_enabled)
+        return Records(self.pool, receipts=self.settings.receipts_enabled, callbacks=self.settings.status_callbacks)
 
     @cached_property
     def receipts(self) -> ReceiptRecords:
-        return ReceiptRecords(self.pool)
+        return ReceiptRecords(self.pool, callbacks=self.settings.status_callbacks)
+
+    @cached_property
+    def events(self) -> EventRecords:
+        return EventRecords(self.pool)
 
     @cached_property
     def switch(self) -> Switch:
@@ -81,6 +90,7 @@ class Runtime(Connections):
 
     provider: WebhookClient
     flow: RedisFlowControl
+    concurrency: int = 4
 
     @classmethod
     def open(cls, settings: Settings, *, concurrency: int = 4, name: str = "messaging") -> Runtime:
@@ -95,6 +105,7 @@ class Runtime(Connections):
                 signing_secrets=settings.webhook_signing_secrets,
             ),
             flow=RedisFlowControl(connected["redis"], settings),
+            concurrency=concurrency,
         )
 
     @cached_property
@@ -103,8 +114,29 @@ class Runtime(Connections):
         shared = RedisSharedState(self.switch, self.cache, self.counters)
         return Ports(self.settings, self.records, shared, self.provider, self.flow)
 
+    @cached_property
+    def callback_slots(self) -> threading.BoundedSemaphore:
+        """How many status callbacks this process POSTs at once: a few of its threads, never all."""
+        return callbacks.slots(self.concurrency)
+
+    @cached_property
+    def callback_client(self) -> WebhookClient:
+        """The client that POSTs status callbacks, made on first use (a worker with callbacks off has none)."""
+        settings = self.settings
+        if not settings.status_callback_url:
+            raise SettingsError("STATUS_CALLBACK_URL", "must be set on the workers while status callbacks are on")
+        return WebhookClient(
+            settings.status_callback_url,
+            "",
+            settings.status_callback_timeout_seconds,
+            pool_size=CALLBACKS_IN_FLIGHT,
+            signing_secrets=settings.status_callback_signing_secrets,
+        )
+
     def close(self) -> None:
         self.provider.close()
+        if "callback_client" in self.__dict__:
+            self.callback_client.close()
         super().close()
 
 

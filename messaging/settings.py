@@ -91,11 +91,20 @@ class Settings:
     receipt_signing_secrets: tuple[str, ...] = secret(())
     receipt_timeout_seconds: int = 259200  # no final receipt by then after sent_at: expired (72 h, as Vonage does)
     receipt_orphan_seconds: int = 300  # a receipt whose messageId no message has yet is kept this long
+    # Whether receipts are on, for the processes that hold no secret (workers record each messageId,
+    # beat schedules the sweep); default: on when RECEIPT_SIGNING_SECRET is set.
+    delivery_receipts: bool = False
+    # Status callbacks to the client: every change of a message's state, POSTed by the workers.
+    status_callbacks: bool = False  # whether events are written (default: on when STATUS_CALLBACK_URL is set)
+    status_callback_url: str = ""
+    status_callback_signing_secrets: tuple[str, ...] = secret(())
+    status_callback_timeout_seconds: float = 5.0
+    status_callback_max_attempts: int = 10
 
     @property
     def receipts_enabled(self) -> bool:
         """Whether the provider's delivery receipts are taken (and recorded against sent messages)."""
-        return bool(self.receipt_signing_secrets)
+        return self.delivery_receipts
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr: secret fields are masked, URLs lose their passwords.
@@ -138,6 +147,7 @@ class Settings:
             message_retention_days=env.number("MESSAGE_RETENTION_DAYS", 90, int, low=0, high=36500),
             **_flow_control(env),
             **_receipts(env),
+            **_status_callbacks(env),
         )
         settings.check_consistency()
         return settings
@@ -171,6 +181,21 @@ def _receipts(env: _Environment) -> dict[str, Any]:
         receipt_signing_secrets=signing_secrets(env.text("RECEIPT_SIGNING_SECRET", ""), "RECEIPT_SIGNING_SECRET"),
         receipt_timeout_seconds=env.number("RECEIPT_TIMEOUT_SECONDS", 259200, int, low=1, high=365 * 86400),
         receipt_orphan_seconds=env.number("RECEIPT_ORPHAN_SECONDS", 300, int, low=1, high=7 * 86400),
+        delivery_receipts=env.boolean("DELIVERY_RECEIPTS", bool(env.text("RECEIPT_SIGNING_SECRET", "").strip())),
+    )
+
+
+def _status_callbacks(env: _Environment) -> dict[str, Any]:
+    """Status callbacks: whether events are written, where and how the workers POST them."""
+    url = env.url("STATUS_CALLBACK_URL", "", WEBHOOK_SCHEMES)
+    return dict(
+        status_callbacks=env.boolean("STATUS_CALLBACKS", bool(url)),
+        status_callback_url=url,
+        status_callback_signing_secrets=signing_secrets(
+            env.text("STATUS_CALLBACK_SIGNING_SECRET", ""), "STATUS_CALLBACK_SIGNING_SECRET"
+        ),
+        status_callback_timeout_seconds=env.number("STATUS_CALLBACK_TIMEOUT_SECONDS", 5.0, float, low=0.1, high=60),
+        status_callback_max_attempts=env.number("STATUS_CALLBACK_MAX_ATTEMPTS", 10, int, low=1, high=100),
     )
 
 

@@ -32,6 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sets receipt_outcome, receipt_delay_ms, receipt_url)",
     )
     parser.add_argument("--receipt-url", default=env("RECEIVER_RECEIPT_URL", DEFAULT_RECEIPT_URL))
+    parser.add_argument(
+        "--callback-secret",
+        default=env("STATUS_CALLBACK_SIGNING_SECRET", ""),
+        help="whsec_...: status callbacks POSTed to /callbacks must verify with it (else 401); each is logged",
+    )
     return parser.parse_args(argv)
 
 
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             args.port,
             signing_secret=args.signing_secret,
             receipt_secret=args.receipt_secret,
+            callback_secret=args.callback_secret,
             delay_ms=args.delay_ms,
             status=args.status,
             receipt_url=args.receipt_url,

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from receiver.behaviour import SignatureCheck, Store
+from receiver.callbacks import PATH as CALLBACKS_PATH
+from receiver.callbacks import CallbackLog
 from receiver.receipts import ReceiptSender
 
 log = logging.getLogger("receiver")
@@ -33,8 +35,10 @@ class ReceiverHTTPServer(ThreadingHTTPServer):
         store: Store,
         signatures: SignatureCheck | None = None,
         receipts: ReceiptSender | None = None,
+        callbacks: CallbackLog | None = None,
     ) -> None:
         self.store = store
+        self.callbacks = callbacks or CallbackLog()
         self.signatures = signatures
         self.receipts = receipts
         self._open: set[socket.socket] = set()
@@ -117,6 +121,8 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             self._send_json(200, [_public(d) for d in store.deliveries()])
         elif self.path == CONTROL_PREFIX + "receipts":
             self._send_json(200, self.server.receipts.sent() if self.server.receipts else [])
+        elif self.path == CONTROL_PREFIX + "callbacks":
+            self._send_json(200, self.server.callbacks.taken())
         else:
             self._send_json(404, {"message": "Not Found"})
 
@@ -127,6 +133,8 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             self._send_json(411, {"message": "Content-Length required"})
         elif self.path.startswith(CONTROL_PREFIX):
             self._control(raw)
+        elif self.path == CALLBACKS_PATH:
+            self._send(self.server.callbacks.take(raw, {k.lower(): v for k, v in self.headers.items()}))
         else:
             self._deliver(raw)
 
@@ -218,14 +226,22 @@ class Receiver:
     """In-process receiver: `with Receiver(delay_ms=50) as r: post(r.url, ...)`."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, signing_secret: str = "", receipt_secret: str = "", **behaviour: Any
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        signing_secret: str = "",
+        receipt_secret: str = "",
+        callback_secret: str = "",
+        **behaviour: Any,
     ) -> None:
         """`signing_secret`: `whsec_...` (several separated by spaces); then unsigned or badly signed POSTs get 401.
-        `receipt_secret`: `whsec_...`; then each accepted delivery gets delivery receipts signed with it."""
+        `receipt_secret`: `whsec_...`; then each accepted delivery gets delivery receipts signed with it.
+        `callback_secret`: `whsec_...`; then status callbacks to /callbacks that do not verify get 401."""
         self._store = Store(behaviour)
         signatures = SignatureCheck(signing_secret) if signing_secret.strip() else None
         receipts = ReceiptSender(receipt_secret) if receipt_secret.strip() else None
-        self._server = ReceiverHTTPServer((host, port), self._store, signatures, receipts)
+        self._server = ReceiverHTTPServer((host, port), self._store, signatures, receipts, CallbackLog(callback_secret))
         self._thread: threading.Thread | None = None
 
     @property
@@ -279,6 +295,14 @@ class Receiver:
 
     def count_by_key(self) -> dict[str | None, int]:
         return self._store.count_by_key()
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.base_url}{CALLBACKS_PATH}"
+
+    def callbacks_taken(self) -> list[dict[str, Any]]:
+        """Each status callback taken: webhook_id, type, message_id, status, delivery_status, verified."""
+        return self._server.callbacks.taken()
 
     def receipts_sent(self) -> list[dict[str, Any]]:
         """Each receipt sent: messageId, status, and the status the API answered (None: no answer)."""

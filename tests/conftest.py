@@ -110,7 +110,7 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     database = request.getfixturevalue("database_url")
     with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute("TRUNCATE messages, message_attempts, receipt_inbox, delivery_receipts")
+        conn.execute("TRUNCATE messages, message_attempts, receipt_inbox, delivery_receipts, message_events")
     redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()
     if "receiver" in request.fixturenames:
         request.getfixturevalue("receiver").reset()

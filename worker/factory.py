@@ -8,12 +8,21 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from messaging import timeouts
+from messaging.ops.callbacks import DISPATCH_EVERY_SECONDS
 from messaging.ops.pruning import PRUNE_EVERY_SECONDS
 from messaging.ops.receipt_sweep import SWEEP_EVERY_SECONDS
 from messaging.redis.client import sentinel_transport_options
 from messaging.sentinel_urls import SENTINEL_SCHEME
 from messaging.settings import Settings
-from messaging.task_names import BATCH_QUEUE, BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK
+from messaging.task_names import (
+    BATCH_QUEUE,
+    BATCH_TASK,
+    CALLBACK_DISPATCH_TASK,
+    CALLBACK_QUEUE,
+    CALLBACK_TASK,
+    PRUNE_TASK,
+    RECEIPT_SWEEP_TASK,
+)
 from worker import logs, resilience, transport  # noqa: F401  (before Celery connects and sets up logging)
 
 # Threads suit sending: each task mostly waits on the webhook, and prefork keeps only one POST
@@ -46,10 +55,14 @@ def create_celery_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        # Sends stay on Celery's default queue; batches (and pruning) go to their own. A worker consumes every
-        # queue listed here unless told otherwise (`-Q`), and kombu takes from them in turn.
-        task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE)),
-        task_routes={task: {"queue": BATCH_QUEUE} for task in (BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK)},
+        # Sends stay on Celery's default queue; batches (and pruning, sweeps) go to their own, status callbacks
+        # to theirs. A worker consumes every queue listed here unless told otherwise (`-Q`), and kombu takes
+        # from them in turn.
+        task_queues=(_queue(app.conf.task_default_queue), _queue(BATCH_QUEUE), _queue(CALLBACK_QUEUE)),
+        task_routes={
+            **{task: {"queue": BATCH_QUEUE} for task in (BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK, CALLBACK_DISPATCH_TASK)},
+            CALLBACK_TASK: {"queue": CALLBACK_QUEUE},
+        },
         broker_transport=_transport(settings),
         broker_transport_options=_transport_options(settings),
         # A demoted Redis master answers writes with READONLY, which kombu counts as a channel
@@ -82,6 +95,7 @@ def create_celery_app(settings: Settings) -> Celery:
                 "options": {"expires": PRUNE_EVERY_SECONDS},
             },
             **_receipt_sweep(settings),
+            **_callback_dispatch(settings),
         },
     )
     _SETTINGS[app] = settings
@@ -97,6 +111,19 @@ def _receipt_sweep(settings: Settings) -> dict[str, dict]:
             "task": RECEIPT_SWEEP_TASK,
             "schedule": SWEEP_EVERY_SECONDS,
             "options": {"expires": SWEEP_EVERY_SECONDS},
+        }
+    }
+
+
+def _callback_dispatch(settings: Settings) -> dict[str, dict]:
+    """The status callbacks' sweep, scheduled only while callbacks are on."""
+    if not settings.status_callbacks:
+        return {}
+    return {
+        "dispatch-callbacks": {
+            "task": CALLBACK_DISPATCH_TASK,
+            "schedule": DISPATCH_EVERY_SECONDS,
+            "options": {"expires": DISPATCH_EVERY_SECONDS * 5},
         }
     }
 

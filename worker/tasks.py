@@ -16,9 +16,19 @@ from messaging.delivery import rules
 from messaging.domain.message import Claim
 from messaging.errors import AttemptFailed, BrokerUnavailable, DependencyUnavailable, MessageFailed
 from messaging.logs import fields
-from messaging.ops import pruning, receipt_sweep
+from messaging.domain.events import Dispatch
+from messaging.ops import callbacks, pruning, receipt_sweep
 from messaging.runtime import Runtime
-from messaging.task_names import BATCH_TASK, PRUNE_TASK, RECEIPT_SWEEP_TASK, SEND_TASK
+from messaging.task_names import (
+    BATCH_TASK,
+    CALLBACK_DISPATCH_TASK,
+    CALLBACK_QUEUE,
+    CALLBACK_TASK,
+    PRUNE_TASK,
+    RECEIPT_SWEEP_TASK,
+    SEND_TASK,
+)
+from worker.callbacks import render
 from worker.factory import settings_of
 
 log = logging.getLogger(__name__)
@@ -134,10 +144,63 @@ def sweep_receipts() -> int:
     return swept.expired + swept.orphans
 
 
+@shared_task(name=CALLBACK_DISPATCH_TASK, ignore_result=True)
+def dispatch_callbacks() -> int:
+    """Hand the status callback events due now to one task each; how many."""
+    try:
+        return _dispatch_callbacks()
+    except DependencyUnavailable as error:
+        if rules.outage_log.allow(f"callbacks:{error.dependency}"):
+            log.warning("event=callbacks_skipped %s", fields(dependency=error.dependency, reason=error))
+        return 0
+
+
+# The task's id is the dispatch token: a task whose lease ended (its event handed to another) POSTs nothing.
+@shared_task(name=CALLBACK_TASK, bind=True, ignore_result=True)
+def send_callback(self, event_id: str) -> str:
+    """POST one status callback event, record the outcome, and hand out the next events due."""
+    handed, rt = Dispatch(UUID(event_id), UUID(self.request.id)), runtime()
+    try:
+        state = callbacks.send(
+            handed,
+            slots=rt.callback_slots,
+            events=rt.events,
+            records=rt.records,
+            client=rt.callback_client,
+            settings=rt.settings,
+            render=render,
+        )
+        if state is not None:
+            log.info("event=callback %s", fields(event_id=event_id, state=state.value))
+            # This event's place in flight is free: the next due one goes now, not at the next sweep
+            # (not after an event given back for want of a slot: that would only hand it round again).
+            _dispatch_callbacks()
+    except DependencyUnavailable as error:
+        # The event stays handed out; it is due again when its lease ends.
+        if rules.outage_log.allow(f"callback:{error.dependency}"):
+            log.warning("event=callback_deferred %s", fields(event_id=event_id, dependency=error.dependency, reason=error))
+        return "deferred"
+    return state.value if state else "skipped"
+
+
+def _dispatch_callbacks() -> int:
+    handed = callbacks.dispatch(runtime().events, runtime().settings)
+    if handed:
+        lease = runtime().settings.status_callback_timeout_seconds + callbacks.LEASE_MARGIN_SECONDS
+        _publish(CALLBACK_TASK, [(str(one.event_id), str(one.token)) for one in handed], CALLBACK_QUEUE, lease)
+    return len(handed)
+
+
 def enqueue_sends(claims: list[Claim]) -> None:
     """Publish one send task per claim over a single producer connection, in one round trip."""
+    tasks = [(str(claim.message_id), str(claim.token)) for claim in claims]
+    _publish(SEND_TASK, tasks, current_app.conf.task_default_queue, runtime().settings.claim_timeout_seconds)
+
+
+def _publish(name: str, tasks: list[tuple[str, str]], queue: str, expires_in_seconds: float) -> None:
+    """Publish task `name` once per (argument, task id) over a single producer connection, in one round trip."""
     app = current_app
-    expires = app.now() + timedelta(seconds=runtime().settings.claim_timeout_seconds)
+    expires = app.now() + timedelta(seconds=expires_in_seconds)
     try:
         with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH_SIZE):
             # On Redis the batch is one pipeline (a client and a round trip per publish cost
@@ -145,13 +208,13 @@ def enqueue_sends(claims: list[Claim]) -> None:
             # The queue is declared once per batch, not per task (`declare=()`), and the
             # arguments' repr is given, not worked out: less than half the CPU per task
             # (bench/PROFILE.md).
-            producer.maybe_declare(app.amqp.queues[app.conf.task_default_queue])
-            for claim in claims:
-                args = (str(claim.message_id),)
+            producer.maybe_declare(app.amqp.queues[queue])
+            for argument, task_id in tasks:
+                args = (argument,)
                 app.send_task(
-                    SEND_TASK,
+                    name,
                     args,
-                    task_id=str(claim.token),
+                    task_id=task_id,
                     expires=expires,
                     ignore_result=True,
                     producer=producer,

@@ -17,6 +17,16 @@ logged AS (
     WHERE %(log_attempt)s
 )
 
+-- name: note_events
+-- The common table expression that writes the events of its statement's `happened` step (message_id, type)
+-- to the status callbacks' outbox (message_events), in the statement that made the change, only while
+-- %(callbacks)s: with callbacks off, a constant false and nothing more.
+noted AS (
+    INSERT INTO message_events (message_id, type)
+    SELECT message_id, type FROM happened
+    WHERE %(callbacks)s
+)
+
 -- name: claim_due_messages
 -- Claim due pending messages, each with a fresh claim token: oldest first by the time each became
 -- due (send_at when scheduled, else created_at), along messages_pending_due_idx, which stops at now()
@@ -69,13 +79,16 @@ WITH stale AS (
         sending_started_at = NULL, updated_at = now()
     FROM stale
     WHERE m.id = stale.id
-    RETURNING m.id, m.attempts, stale.sending_started_at, stale.attempt_trigger
+    RETURNING m.id, m.attempts, m.sending_status, stale.sending_started_at, stale.attempt_trigger
 ), logged AS (
     INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, error_class)
     SELECT id, attempts, attempt_trigger, sending_started_at, 'claim_expired'
     FROM recovered
     WHERE sending_started_at IS NOT NULL
-)
+), happened AS (
+    SELECT id AS message_id, 'message.failed' AS type FROM recovered WHERE sending_status = 2
+),
+-- include: note_events
 SELECT id FROM recovered;
 
 -- The statements of one claim (start_sending, release_claim, mark_sent, record_failed_attempt)
@@ -111,7 +124,8 @@ RETURNING id;
 -- While receipts are on (%(receipts)s), the provider's messageId is recorded against the message in
 -- receipt_inbox, and a receipt the API kept for it comes back to be applied here. ON CONFLICT sees a
 -- receipt committed after this statement began, and waits for one being kept at this moment: a
--- receipt that arrives before this commits is never lost between the two.
+-- receipt that arrives before this commits is never lost between the two. Its events: message.sent, and
+-- the kept receipt's (message.delivered or message.undelivered) when one came back.
 WITH matched AS (
     INSERT INTO receipt_inbox (webhook_message_id, message_id)
     SELECT %(webhook_message_id)s::text, id FROM messages
@@ -127,8 +141,14 @@ WITH matched AS (
         delivered_at = (SELECT coalesce(reported_at, received_at) FROM matched WHERE delivery_status = 'delivered'),
         error_code = (SELECT error_code FROM matched)
     WHERE id = %(id)s AND claim_token = %(token)s
-    RETURNING id
+    RETURNING id, delivery_status
+), happened AS (
+    SELECT id AS message_id, 'message.sent' AS type FROM changed
+    UNION ALL
+    SELECT id, 'message.' || delivery_status FROM changed WHERE delivery_status IS NOT NULL
 ),
+-- include: note_events
+,
 -- include: log_attempt
 SELECT id FROM changed;
 
@@ -143,7 +163,11 @@ WITH changed AS (
         claim_token = NULL, claimed_at = NULL, sending_started_at = NULL, updated_at = now()
     WHERE id = %(id)s AND claim_token = %(token)s
     RETURNING id, sending_status, attempts
+), happened AS (
+    SELECT id AS message_id, 'message.failed' AS type FROM changed WHERE sending_status = 2
 ),
+-- include: note_events
+,
 -- include: log_attempt
 SELECT sending_status, attempts FROM changed;
 
@@ -223,13 +247,18 @@ SELECT count(*) AS total FROM messages WHERE sending_status = %(status)s;
 SELECT count(*) AS total FROM (SELECT 1 FROM messages WHERE sending_status = %(status)s LIMIT %(cap)s) AS capped;
 
 -- name: cancel_message
--- Cancel a pending message (a claimed one is already `sending`: too late).
-UPDATE messages
-SET sending_status = 4, updated_at = now()
-WHERE id = %(id)s AND sending_status = 0
-RETURNING
+-- Cancel a pending message (a claimed one is already `sending`: too late); its event is message.canceled.
+WITH changed AS (
+    UPDATE messages
+    SET sending_status = 4, updated_at = now()
+    WHERE id = %(id)s AND sending_status = 0
+    RETURNING
 -- include: message_columns
-;
+), happened AS (
+    SELECT id AS message_id, 'message.canceled' AS type FROM changed
+),
+-- include: note_events
+SELECT * FROM changed;
 
 -- name: retry_failed_matching
 -- Up to %(limit)s failed messages, most recently failed first, that failed in
@@ -283,7 +312,7 @@ SELECT count(*) AS total FROM deleted;
 -- Delete up to %(limit)s messages in a final state (sent, failed, canceled) whose last change is more
 -- than %(days)s days old, oldest first, with their attempts. Each status is found through its own
 -- index (sent by sent_at, failed by updated_at, canceled through the status index); pending,
--- sending and scheduled messages are never candidates. Their receipts go with them. (FOR UPDATE is not allowed in a UNION: each
+-- sending and scheduled messages are never candidates. Their receipts and events go with them. (FOR UPDATE is not allowed in a UNION: each
 -- status locks its rows in a CTE of its own.)
 WITH sent AS (
     SELECT id, sent_at AS final_at FROM messages
@@ -319,6 +348,10 @@ WITH sent AS (
     DELETE FROM delivery_receipts AS r
     USING deleted
     WHERE r.webhook_message_id = deleted.webhook_message_id
+), events AS (
+    DELETE FROM message_events AS e
+    USING deleted
+    WHERE e.message_id = deleted.id
 )
 SELECT (SELECT count(*) FROM deleted) AS messages, (SELECT count(*) FROM attempts) AS attempts;
 
@@ -395,7 +428,8 @@ SELECT delivery_status, sent_at FROM messages WHERE id = %(id)s FOR UPDATE;
 
 -- name: record_receipt
 -- Keep a receipt in the history with its %(outcome)s; with %(keep)s, in receipt_inbox until its message
--- is recorded sent; with %(apply)s, on its message %(message_id)s, whose delivery status is still null.
+-- is recorded sent; with %(apply)s, on its message %(message_id)s, whose delivery status is still null
+-- (its event: message.delivered or message.undelivered).
 WITH kept AS (
     UPDATE receipt_inbox
     SET delivery_status = %(delivery_status)s, error_code = %(error_code)s, reported_at = %(reported_at)s
@@ -405,7 +439,11 @@ WITH kept AS (
     SET delivery_status = %(delivery_status)s, error_code = %(error_code)s, updated_at = now(),
         delivered_at = CASE WHEN %(delivery_status)s = 'delivered' THEN coalesce(%(reported_at)s, now()) END
     WHERE id = %(message_id)s AND %(apply)s AND delivery_status IS NULL
-)
+    RETURNING id, delivery_status
+), happened AS (
+    SELECT id AS message_id, 'message.' || delivery_status AS type FROM applied
+),
+-- include: note_events
 INSERT INTO delivery_receipts (webhook_message_id, status, error_code, reported_at, outcome)
 VALUES (%(webhook_message_id)s, %(status)s, %(error_code)s, %(reported_at)s, %(outcome)s)
 RETURNING received_at;
@@ -420,7 +458,7 @@ LIMIT %(limit)s;
 
 -- name: expire_deliveries
 -- Up to %(limit)s sent messages with no final receipt %(timeout)s seconds after sent_at, oldest first:
--- delivery status `expired`. A message a receipt is being applied to right now is skipped.
+-- delivery status `expired` (its event: message.expired). A message a receipt is being applied to right now is skipped.
 WITH due AS (
     SELECT id FROM messages
     WHERE sending_status = 1 AND coalesce(delivery_status, 'unknown') = 'unknown'
@@ -428,12 +466,17 @@ WITH due AS (
     ORDER BY sent_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
-UPDATE messages AS m
-SET delivery_status = 'expired', updated_at = now()
-FROM due
-WHERE m.id = due.id
-RETURNING m.id;
+), changed AS (
+    UPDATE messages AS m
+    SET delivery_status = 'expired', updated_at = now()
+    FROM due
+    WHERE m.id = due.id
+    RETURNING m.id
+), happened AS (
+    SELECT id AS message_id, 'message.expired' AS type FROM changed
+),
+-- include: note_events
+SELECT id FROM changed;
 
 -- name: drop_orphan_receipts
 -- Up to %(limit)s receipts kept longer than %(seconds)s seconds for a messageId no message was recorded
@@ -459,3 +502,59 @@ SELECT count(*) AS total FROM dropped;
 -- name: count_delivered_unsent
 -- Messages with a delivery status that are not sent (the audit: a receipt applies to sent messages only).
 SELECT count(*) AS total FROM messages WHERE delivery_status IS NOT NULL AND sending_status <> 1;
+
+-- name: dispatch_due_events
+-- Hand out the status callback events due now, oldest due first, each with a fresh dispatch token (the id of
+-- the task that POSTs it) and a lease of %(lease)s seconds: one whose task never reported (a crashed
+-- worker) is due again when its lease ends. Up to %(limit)s events in flight across all workers, less
+-- those handed out and not yet reported, so a slow callback receiver holds at most that many threads.
+WITH in_flight AS (
+    SELECT count(*) AS events FROM message_events
+    WHERE callback_state = 'pending' AND next_attempt_at > now() AND dispatch_token IS NOT NULL
+), due AS (
+    SELECT id FROM message_events
+    WHERE callback_state = 'pending' AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, seq
+    LIMIT GREATEST(%(limit)s - (SELECT events FROM in_flight), 0)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE message_events AS e
+SET dispatch_token = gen_random_uuid(), next_attempt_at = now() + make_interval(secs => %(lease)s)
+FROM due
+WHERE e.id = due.id
+RETURNING e.id, e.dispatch_token;
+
+-- name: dispatched_event
+-- The event %(id)s, while the dispatch %(token)s still has it (a task whose lease ended finds nothing).
+SELECT id, message_id, type, occurred_at, attempts
+FROM message_events
+WHERE id = %(id)s AND dispatch_token = %(token)s AND callback_state = 'pending';
+
+-- name: record_callback
+-- The outcome of one POST of the event %(id)s by the dispatch %(token)s: delivered; or pending again after
+-- %(delay)s seconds; or failed once it has used %(max_attempts)s attempts (or at once when %(final)s).
+UPDATE message_events
+SET attempts = attempts + 1, dispatch_token = NULL, last_http_status = %(http_status)s, last_error = %(error)s,
+    callback_state = CASE WHEN %(delivered)s THEN 'delivered'
+                          WHEN %(final)s OR attempts + 1 >= %(max_attempts)s THEN 'failed'
+                          ELSE 'pending' END,
+    delivered_at = CASE WHEN %(delivered)s THEN now() END,
+    next_attempt_at = now() + make_interval(secs => %(delay)s)
+WHERE id = %(id)s AND dispatch_token = %(token)s
+RETURNING callback_state, attempts;
+
+-- name: release_event
+-- Give the event %(id)s back unposted and uncounted, due again after %(delay)s seconds: the worker the dispatch
+-- %(token)s reached had no callback slot free.
+UPDATE message_events
+SET dispatch_token = NULL, next_attempt_at = now() + make_interval(secs => %(delay)s)
+WHERE id = %(id)s AND dispatch_token = %(token)s
+RETURNING id;
+
+-- name: list_events
+-- A message's events, in the order they were written, and the state of their status callbacks.
+SELECT id, type, occurred_at, callback_state, attempts, last_http_status, last_error, delivered_at
+FROM message_events
+WHERE message_id = %(message_id)s
+ORDER BY seq
+LIMIT %(limit)s;

@@ -46,6 +46,8 @@ class ReceiptRecords:
     """receipt_inbox and delivery_receipts, and the delivery columns of messages, over one process's pool."""
 
     pool: ConnectionPool
+    # Write message.delivered, message.undelivered and message.expired to the status callbacks' outbox.
+    callbacks: bool = False
 
     def take(self, receipt: Receipt) -> Taken:
         """Record a receipt and apply it as messaging/domain/receipts.py decides, in one transaction.
@@ -80,6 +82,7 @@ class ReceiptRecords:
                     "outcome": outcome.value,
                     "keep": outcome is Outcome.KEPT,
                     "apply": outcome is Outcome.APPLIED,
+                    "callbacks": self.callbacks,
                 },
             ).fetchone()
         return Taken(outcome, recorded_sent, sent_at, row["received_at"])
@@ -93,7 +96,7 @@ class ReceiptRecords:
 
     def expire(self, timeout_seconds: float, limit: int) -> int:
         """Up to `limit` sent messages with no final receipt `timeout_seconds` after sent_at: expired. How many."""
-        return len(fetch_all(self.pool, "expire_deliveries", timeout=timeout_seconds, limit=limit))
+        return len(fetch_all(self.pool, "expire_deliveries", timeout=timeout_seconds, limit=limit, callbacks=self.callbacks))
 
     def drop_orphans(self, older_than_seconds: float, limit: int) -> int:
         """Up to `limit` receipts kept too long for a messageId no message has: dropped. How many."""

@@ -47,6 +47,8 @@ class Records:
     pool: ConnectionPool
     # Record each provider messageId for the delivery receipts (RECEIPT_SIGNING_SECRET set).
     receipts: bool = False
+    # Write an event to the status callbacks' outbox with each change of state (STATUS_CALLBACKS on).
+    callbacks: bool = False
 
     # --- a claim's life: claimed by a batch, sent (or released, or failed) by one task --------
 
@@ -70,7 +72,12 @@ class Records:
     ) -> list[UUID]:
         """Return claims older than the timeout to pending, but those in `spare`; the ids of those returned."""
         rows = fetch_all(
-            self.pool, "recover_stale_claims", timeout=timeout_seconds, max_attempts=max_attempts, spare=spare or []
+            self.pool,
+            "recover_stale_claims",
+            timeout=timeout_seconds,
+            max_attempts=max_attempts,
+            spare=spare or [],
+            callbacks=self.callbacks,
         )
         return [row["id"] for row in rows]
 
@@ -108,6 +115,7 @@ class Records:
             webhook_message_id=webhook_message_id,
             attempted=int(attempted),
             receipts=self.receipts,
+            callbacks=self.callbacks,
             **_attempt_parameters(attempt),
         )
         return row is not None
@@ -134,6 +142,7 @@ class Records:
             delay=retry_in_seconds,
             max_attempts=max_attempts,
             final=final,
+            callbacks=self.callbacks,
             **_attempt_parameters(attempt),
         )
         return Status(row["sending_status"]) if row else None
@@ -166,7 +175,7 @@ class Records:
 
     def cancel(self, message_id: UUID) -> Message | None:
         """Cancel a pending message; None when it is not pending."""
-        row = fetch_one(self.pool, "cancel_message", id=message_id)
+        row = fetch_one(self.pool, "cancel_message", id=message_id, callbacks=self.callbacks)
         return Message.from_row(row) if row else None
 
     def list_attempts(self, message_id: UUID, *, limit: int, after_id: int = 0) -> list[Attempt]:

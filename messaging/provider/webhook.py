@@ -1,4 +1,8 @@
-"""The provider's webhook: one POST per message, its answer classified as sent, retry later, or give up."""
+"""The provider's webhook: one POST per message, its answer classified as sent, retry later, or give up.
+
+The same client POSTs the status callbacks (messaging/ops/callbacks.py): a signed JSON body under an
+idempotency key, bounded by wall clock, is all either needs.
+"""
 
 from __future__ import annotations
 
@@ -108,8 +112,11 @@ class WebhookClient:
     def send(self, message_id: UUID, to: str, content: str) -> Accepted:
         """POST one message; raise DeliveryFailed saying whether to try again, or NotSent when the request
         could not be made (nothing left). Anything else raised may come after the request left."""
-        body = json.dumps({"to": to, "content": content}).encode()
-        headers = {**self.headers, "Idempotency-Key": str(message_id), **self._signature(message_id, body)}
+        return self.post(str(message_id), json.dumps({"to": to, "content": content}).encode())
+
+    def post(self, key: str, body: bytes) -> Accepted:
+        """POST a JSON body under an idempotency key (also its webhook-id when signed), answered as `send` says."""
+        headers = {**self.headers, "Idempotency-Key": key, **self._signature(key, body)}
         started = time.perf_counter()
         watch = self._watchdog.start(self.timeout_seconds)
         self._current.watch = watch
@@ -125,16 +132,16 @@ class WebhookClient:
             self._current.watch = None
         return answers.classify(status, reason, answer_headers, answer, time.perf_counter() - started)
 
-    def _signature(self, message_id: UUID, body: bytes) -> dict[str, str]:
+    def _signature(self, key: str, body: bytes) -> dict[str, str]:
         """Standard Webhooks headers over the exact bytes sent: one `v1,` signature per secret (two while rotating)."""
         if not self._signers:
             return {}
         now = datetime.now(timezone.utc)
         text = body.decode("utf-8")  # the package signs str as its UTF-8 bytes: these very bytes
         return {
-            "webhook-id": str(message_id),
+            "webhook-id": key,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": " ".join(signer.sign(str(message_id), now, text) for signer in self._signers),
+            "webhook-signature": " ".join(signer.sign(key, now, text) for signer in self._signers),
         }
 
     def _post(self, body: bytes, headers: dict[str, str], watch: deadline.Watch) -> tuple[int, str, Any, bytes]:

@@ -48,7 +48,9 @@ def provider() -> Iterator[Receiver]:
 @pytest.fixture
 def settings(base_settings, provider):
     provider.reset()
-    return replace(base_settings, receipt_signing_secrets=(SECRET,), api_token=TOKEN, webhook_url=provider.url)
+    return replace(
+        base_settings, receipt_signing_secrets=(SECRET,), delivery_receipts=True, api_token=TOKEN, webhook_url=provider.url
+    )
 
 
 @pytest.fixture
@@ -179,7 +181,7 @@ def test_the_sweep_expires_sent_messages_without_a_final_receipt_and_drops_orpha
 
 def test_the_sweep_does_nothing_while_receipts_are_off(runtime, settings, send):
     send("p-7", sent_at=datetime.now(timezone.utc) - timedelta(days=30))
-    off = replace(settings, receipt_signing_secrets=())
+    off = replace(settings, receipt_signing_secrets=(), delivery_receipts=False)
     assert receipt_sweep.sweep(ReceiptRecords(runtime.pool), off) == receipt_sweep.Swept()
 
 

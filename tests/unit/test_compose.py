@@ -150,6 +150,9 @@ def test_each_service_gets_only_the_secrets_it_uses():
             {"worker"},
         ),
         "WEBHOOK_URL": ("http://hook:hook-password@provider.example/sms", {"worker"}),
+        "STATUS_CALLBACK_URL": ("https://client:callback-password@client.example/events", {"worker"}),
+        "STATUS_CALLBACK_SIGNING_SECRET": ("whsec_Y2FsbGJhY2stc2VjcmV0LXNlbnRpbmVsLTMyLWJ5dGVz", {"worker"}),
+        "RECEIPT_SIGNING_SECRET": ("whsec_cmVjZWlwdC1zZWNyZXQtc2VudGluZWwtMzItYnl0ZXM=", {"api"}),
         "API_TOKEN": (REQUIRED["API_TOKEN"], {"api"}),
         "SECRET_KEY": ("secret-key-sentinel", {"api"}),
         "FLOWER_BASIC_AUTH": (REQUIRED["FLOWER_BASIC_AUTH"], {"flower"}),
@@ -255,3 +258,11 @@ def test_the_image_holds_every_package_its_processes_import(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_the_receipts_and_callbacks_flags_reach_every_process_that_writes_or_schedules_for_them():
+    services = compose_services(DELIVERY_RECEIPTS="on", STATUS_CALLBACKS="on")
+    for name in ("api", "worker", "beat"):
+        environment = services[name]["environment"]
+        assert (environment["DELIVERY_RECEIPTS"], environment["STATUS_CALLBACKS"]) == ("on", "on"), name
+    assert compose_services()["worker"]["environment"]["STATUS_CALLBACKS"] == "off"

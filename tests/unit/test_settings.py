@@ -290,3 +290,37 @@ def test_receipts_are_off_until_receipt_signing_secret_is_set_and_it_is_checked_
     for name, bad in (("RECEIPT_TIMEOUT_SECONDS", "0"), ("RECEIPT_ORPHAN_SECONDS", "-1"), ("RECEIPT_ORPHAN_SECONDS", "x")):
         with pytest.raises(SettingsError, match=f"^{name} "):
             Settings.from_env({name: bad})
+
+
+def test_delivery_receipts_is_a_flag_of_its_own_that_defaults_to_whether_the_secret_is_set():
+    assert not Settings.from_env({}).receipts_enabled
+    assert Settings.from_env({"RECEIPT_SIGNING_SECRET": SIGNING_SECRET}).receipts_enabled
+    # Workers and beat hold no secret: the flag alone turns receipts on for them.
+    worker = Settings.from_env({"DELIVERY_RECEIPTS": "on"})
+    assert worker.receipts_enabled and worker.receipt_signing_secrets == ()
+    assert not Settings.from_env({"RECEIPT_SIGNING_SECRET": SIGNING_SECRET, "DELIVERY_RECEIPTS": "off"}).receipts_enabled
+    with pytest.raises(SettingsError, match="^DELIVERY_RECEIPTS "):
+        Settings.from_env({"DELIVERY_RECEIPTS": "maybe"})
+
+
+def test_status_callbacks_are_off_until_a_url_is_set_and_their_secret_and_url_are_checked_and_masked():
+    off = Settings.from_env({})
+    assert not off.status_callbacks and off.status_callback_url == ""
+    assert (off.status_callback_max_attempts, off.status_callback_timeout_seconds) == (10, 5.0)
+    on = Settings.from_env({
+        "STATUS_CALLBACK_URL": "https://client:hunter2@client.example/sms-events",
+        "STATUS_CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
+        "STATUS_CALLBACK_MAX_ATTEMPTS": "3",
+    })
+    assert on.status_callbacks and on.status_callback_signing_secrets == (SIGNING_SECRET,)
+    assert on.status_callback_max_attempts == 3
+    assert SIGNING_SECRET not in repr(on) and "hunter2" not in repr(on)
+    # The API and beat write or schedule events without the URL (it may carry a password).
+    assert Settings.from_env({"STATUS_CALLBACKS": "on"}).status_callbacks
+    with pytest.raises(SettingsError, match="^STATUS_CALLBACK_SIGNING_SECRET ") as raised:
+        Settings.from_env({"STATUS_CALLBACK_SIGNING_SECRET": "whsec_short"})
+    assert "short" not in str(raised.value)
+    for name, bad in (("STATUS_CALLBACK_URL", "ftp://x"), ("STATUS_CALLBACK_URL", "http://"),
+                      ("STATUS_CALLBACK_MAX_ATTEMPTS", "0"), ("STATUS_CALLBACK_TIMEOUT_SECONDS", "x")):  # fmt: skip
+        with pytest.raises(SettingsError, match=f"^{name} "):
+            Settings.from_env({name: bad})
