@@ -223,7 +223,7 @@ CLAIM_STATEMENT_PARAMETERS = {
     "delay": 0, "sent_at": T0, "webhook_message_id": "w-1", "attempted": 1, "attempt": 1, "trigger": "first",
     "started_at": T0, "duration_ms": 1.0, "http_status": 200, "error_class": None, "retry_after_seconds": None,
     "answer": None, "log_attempt": True, "final": False, "max_attempts": 5, "error": "x", "started": False,
-    "receipts": True,
+    "receipts": True, "callbacks": True,
 }
 
 
