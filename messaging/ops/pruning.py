@@ -4,6 +4,7 @@ with their attempts, and attempts older than ATTEMPT_RETENTION_DAYS go on their 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from messaging.errors import MessagingError
@@ -55,11 +56,16 @@ def prune_messages(
 
 def prune_attempts(records: Records, retention_days: int, *, batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES) -> int:
     """Delete the attempts older than `retention_days`, `batch` rows per statement; how many went."""
+    return in_batches(lambda: records.prune_attempts(retention_days, batch), batch, max_batches)
+
+
+def in_batches(step: Callable[[], int], batch: int, max_batches: int) -> int:
+    """Run `step` (one statement touching at most `batch` rows) until it touches fewer, or `max_batches` times; the rows touched."""
     total = 0
     for _ in range(max_batches):
-        deleted = records.prune_attempts(retention_days, batch)
-        total += deleted
-        if deleted < batch:
+        done = step()
+        total += done
+        if done < batch:
             break
     return total
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from messaging.ops.pruning import in_batches
 from messaging.postgres.receipts import ReceiptRecords
 from messaging.settings import Settings
 
@@ -26,16 +27,7 @@ def sweep(receipts: ReceiptRecords, settings: Settings, *, batch: int = SWEEP_BA
     """One run: expire, then drop orphans, `batch` rows per statement. Nothing while receipts are off."""
     if not settings.receipts_enabled:
         return Swept()
-    expired = _in_batches(lambda: receipts.expire(settings.receipt_timeout_seconds, batch), batch, max_batches)
-    orphans = _in_batches(lambda: receipts.drop_orphans(settings.receipt_orphan_seconds, batch), batch, max_batches)
+    expired = in_batches(lambda: receipts.expire(settings.receipt_timeout_seconds, batch), batch, max_batches)
+    orphans = in_batches(lambda: receipts.drop_orphans(settings.receipt_orphan_seconds, batch), batch, max_batches)
     return Swept(expired, orphans)
 
-
-def _in_batches(step, batch: int, max_batches: int) -> int:
-    total = 0
-    for _ in range(max_batches):
-        done = step()
-        total += done
-        if done < batch:
-            break
-    return total
