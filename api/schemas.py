@@ -3,6 +3,8 @@ flask-smorest, write the OpenAPI document. Pages of them are in api/paging.py.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import RAISE, Schema, fields, validate
 
 from api.examples import EXAMPLE_CONTENT, EXAMPLE_ID, EXAMPLE_PHONE, EXAMPLE_SEND_AT
@@ -10,6 +12,7 @@ from api.fields import FullMatch, JsonBoolean, StatusField, Text, UtcDateTime, Z
 from messaging.domain import content as content_rules
 from messaging.domain import encoding
 from messaging.domain.message import Trigger
+from messaging.domain.public import message_object
 from messaging.domain.receipts import DeliveryStatus
 
 MAX_BULK_RETRY = 10_000
@@ -17,7 +20,16 @@ DEFAULT_BULK_RETRY = 1_000
 
 
 class MessageSchema(Schema):
-    """A message and its delivery state."""
+    """A message and its delivery state.
+
+    The fields document the object (OpenAPI); the values come from messaging/domain/public.py, which
+    also renders the status callbacks' `data`: one rendering for both (tests/unit/test_public_message.py).
+    """
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        if self.many if many is None else many:
+            return [message_object(message) for message in obj]
+        return message_object(obj)
 
     id = fields.UUID(required=True, metadata={"example": EXAMPLE_ID})
     content = fields.String(required=True, metadata={"example": EXAMPLE_CONTENT})

@@ -62,7 +62,7 @@ def connect(database_url: str) -> psycopg.Connection:
 def reset(where: Place) -> None:
     """Empty tables, empty Redis db (flag, cache, broker queues, metrics)."""
     with connect(where.database_url) as conn:
-        conn.execute("TRUNCATE messages, message_attempts")
+        conn.execute("TRUNCATE messages, message_attempts, message_events, receipt_inbox, delivery_receipts")
     client = redis.Redis.from_url(where.redis_url)
     client.flushdb()
     client.close()

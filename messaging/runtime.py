@@ -18,7 +18,6 @@ from messaging.delivery.ports import Ports
 from messaging.errors import SettingsError
 from messaging.postgres import pool as postgres_pool
 from messaging.ops import callbacks
-from messaging.ops.callbacks import CALLBACKS_IN_FLIGHT
 from messaging.postgres.events import EventRecords
 from messaging.postgres.receipts import ReceiptRecords
 from messaging.postgres.records import Records
@@ -116,7 +115,7 @@ class Runtime(Connections):
 
     @cached_property
     def callback_slots(self) -> threading.BoundedSemaphore:
-        """How many status callbacks this process POSTs at once: a few of its threads, never all."""
+        """How many batches of status callbacks this process POSTs at once: a few of its threads, never all."""
         return callbacks.slots(self.concurrency)
 
     @cached_property
@@ -129,7 +128,7 @@ class Runtime(Connections):
             settings.status_callback_url,
             "",
             settings.status_callback_timeout_seconds,
-            pool_size=CALLBACKS_IN_FLIGHT,
+            pool_size=callbacks.slot_count(self.concurrency),
             signing_secrets=settings.status_callback_signing_secrets,
         )
 

@@ -11,9 +11,9 @@ RECEIPT_SWEEP_TASK = "messaging.sweep_receipts"
 # backlog of thousands of sends in one queue, the batch (and with it stale-claim recovery) would
 # wait its turn.
 BATCH_QUEUE = "messaging.batch"
-# Status callbacks: the sweep that hands out due events (batch queue), and one POST of one event.
+# Status callbacks: the sweep that hands out due events (batch queue), and the POSTs of one batch of them.
 CALLBACK_DISPATCH_TASK = "messaging.dispatch_callbacks"
-CALLBACK_TASK = "messaging.send_callback"
+CALLBACK_TASK = "messaging.send_callbacks"
 # Callback tasks have their own queue, which every worker also consumes: a backlog of them never
 # stands in front of sends, and how many run at once is bounded where they are handed out.
 CALLBACK_QUEUE = "messaging.callbacks"

@@ -16,7 +16,6 @@ from messaging.delivery import rules
 from messaging.domain.message import Claim
 from messaging.errors import AttemptFailed, BrokerUnavailable, DependencyUnavailable, MessageFailed
 from messaging.logs import fields
-from messaging.domain.events import Dispatch
 from messaging.ops import callbacks, pruning, receipt_sweep
 from messaging.runtime import Runtime
 from messaging.task_names import (
@@ -28,7 +27,6 @@ from messaging.task_names import (
     RECEIPT_SWEEP_TASK,
     SEND_TASK,
 )
-from worker.callbacks import render
 from worker.factory import settings_of
 
 log = logging.getLogger(__name__)
@@ -146,7 +144,7 @@ def sweep_receipts() -> int:
 
 @shared_task(name=CALLBACK_DISPATCH_TASK, ignore_result=True)
 def dispatch_callbacks() -> int:
-    """Hand the status callback events due now to one task each; how many."""
+    """Hand the status callback events due now to tasks in batches; how many batches."""
     try:
         return _dispatch_callbacks()
     except DependencyUnavailable as error:
@@ -155,40 +153,40 @@ def dispatch_callbacks() -> int:
         return 0
 
 
-# The task's id is the dispatch token: a task whose lease ended (its event handed to another) POSTs nothing.
+# The task's id is its batch's dispatch token: a task whose lease ended (its batch handed to another) POSTs nothing.
 @shared_task(name=CALLBACK_TASK, bind=True, ignore_result=True)
-def send_callback(self, event_id: str) -> str:
-    """POST one status callback event, record the outcome, and hand out the next events due."""
-    handed, rt = Dispatch(UUID(event_id), UUID(self.request.id)), runtime()
+def send_callbacks(self, token: str) -> str:
+    """POST one batch of status callback events, record the outcomes, and hand out the next batches due."""
+    rt = runtime()
     try:
-        state = callbacks.send(
-            handed,
+        results = callbacks.send_batch(
+            UUID(token),
             slots=rt.callback_slots,
             events=rt.events,
-            records=rt.records,
             client=rt.callback_client,
             settings=rt.settings,
-            render=render,
         )
-        if state is not None:
-            log.info("event=callback %s", fields(event_id=event_id, state=state.value))
-            # This event's place in flight is free: the next due one goes now, not at the next sweep
-            # (not after an event given back for want of a slot: that would only hand it round again).
-            _dispatch_callbacks()
+        if results:
+            rt.counters.callbacks(results)
+            log.info("event=callbacks %s", fields(batch=token, **results))
+            # This batch's place in flight is free: the next full batch goes now, not at the next sweep
+            # (not after a batch given back for want of a slot: that would only hand it round again).
+            _dispatch_callbacks(full_only=True)
     except DependencyUnavailable as error:
-        # The event stays handed out; it is due again when its lease ends.
+        # The batch stays handed out; it is due again when its lease ends.
         if rules.outage_log.allow(f"callback:{error.dependency}"):
-            log.warning("event=callback_deferred %s", fields(event_id=event_id, dependency=error.dependency, reason=error))
+            log.warning("event=callbacks_deferred %s", fields(batch=token, dependency=error.dependency, reason=error))
         return "deferred"
-    return state.value if state else "skipped"
+    return ", ".join(f"{result}={count}" for result, count in sorted(results.items())) or "skipped"
 
 
-def _dispatch_callbacks() -> int:
-    handed = callbacks.dispatch(runtime().events, runtime().settings)
-    if handed:
-        lease = runtime().settings.status_callback_timeout_seconds + callbacks.LEASE_MARGIN_SECONDS
-        _publish(CALLBACK_TASK, [(str(one.event_id), str(one.token)) for one in handed], CALLBACK_QUEUE, lease)
-    return len(handed)
+def _dispatch_callbacks(*, full_only: bool = False) -> int:
+    settings = runtime().settings
+    tokens = callbacks.dispatch(runtime().events, settings, full_only=full_only)
+    if tokens:
+        _publish(CALLBACK_TASK, [(str(token), str(token)) for token in tokens], CALLBACK_QUEUE,
+                 callbacks.lease_seconds(settings))  # fmt: skip
+    return len(tokens)
 
 
 def enqueue_sends(claims: list[Claim]) -> None:

@@ -29,16 +29,8 @@ class CallbackState(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Dispatch:
-    """An event handed to one callback task: the task's id is the token."""
-
-    event_id: UUID
-    token: UUID
-
-
-@dataclass(frozen=True)
 class Event:
-    """One event as the callback task needs it."""
+    """One event as its callback's POST needs it."""
 
     id: UUID
     message_id: UUID
@@ -46,9 +38,21 @@ class Event:
     occurred_at: datetime
     attempts: int
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Event:
-        return cls(**{**row, "type": EventType(row["type"])})
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one event of a batch: POSTed (answered 2xx or not), or given back unposted.
+
+    An unposted one is due again after `delay_seconds`, uncounted; `final` fails it at once, unposted.
+    """
+
+    event_id: UUID
+    posted: bool
+    delivered: bool = False
+    http_status: int | None = None
+    error: str | None = None
+    delay_seconds: float = 0.0
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,5 +75,5 @@ class EventEntry:
 
 def callback_body(event: Event, message: dict[str, Any]) -> dict[str, Any]:
     """The body of an event's POST, in Standard Webhooks' shape: its type, when it happened, and the
-    message as the API renders it (as it is when the POST is made: `type` says what changed)."""
+    message object (messaging/domain/public.py) as it is when the POST is made: `type` says what changed."""
     return {"type": event.type.value, "timestamp": event.occurred_at.isoformat(), "data": message}

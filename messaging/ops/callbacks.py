@@ -1,106 +1,151 @@
-"""Status callbacks out: hand the due events of the outbox to tasks, and POST one event to STATUS_CALLBACK_URL.
+"""Status callbacks out: hand the due events of the outbox to tasks in batches, and POST a batch's events
+to STATUS_CALLBACK_URL, one by one.
 
 At least once: an event is written with the change it reports (messaging/postgres/queries.sql:
 note_events) and stays `pending` until a POST of it is answered 2xx, or it has used
-STATUS_CALLBACK_MAX_ATTEMPTS, with the messages' backoff between attempts. Apart from delivery:
-the callback tasks have a queue of their own, at most CALLBACKS_IN_FLIGHT events are handed out
-at once across all workers, and a worker POSTs callbacks on at most one thread in
-THREADS_PER_CALLBACK_SLOT at a time (a task that finds no slot free gives its event back at once):
-a slow receiver holds a few threads, each for at most STATUS_CALLBACK_TIMEOUT_SECONDS, and sends
-keep the rest. Nothing here ever touches a message.
+STATUS_CALLBACK_MAX_ATTEMPTS, with the messages' backoff between attempts. Each event keeps its own
+attempts and backoff; a batch only shares the task, one read and one write: one task and four
+statements per event cost a send's worth of CPU (bench/PROFILE.md, status callbacks).
+
+Apart from delivery: the callback tasks have a queue of their own, at most BATCHES_IN_FLIGHT batches
+are handed out at once across all workers, and a worker POSTs callbacks on at most one thread in
+THREADS_PER_CALLBACK_SLOT at a time (a task that finds no slot free gives its batch back at once). Each
+POST is bounded by STATUS_CALLBACK_TIMEOUT_SECONDS and a batch starts no POST after BATCH_SECONDS (the
+rest go back, uncounted), so a slow receiver holds a few threads for a bounded time, and sends keep the
+rest. Nothing here ever touches a message.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from uuid import UUID
 
 from messaging.delivery.ports import DeliveryFailed, NotSent
 from messaging.delivery.rules import retry_delay
-from messaging.domain.events import CallbackState, Dispatch, callback_body
+from messaging.domain.events import CallbackState, Event, Outcome, callback_body
 from messaging.domain.message import Message
+from messaging.domain.public import message_object
 from messaging.postgres.events import EventRecords
-from messaging.postgres.records import Records
 from messaging.provider.webhook import WebhookClient
 from messaging.settings import Settings
 
-# Events handed out and not yet reported, across all workers.
-CALLBACKS_IN_FLIGHT = 8
+# Events per batch, and batches handed out and not yet reported, across all workers.
+BATCH_SIZE = 50
+BATCHES_IN_FLIGHT = 8
+# A batch starts no POST after this long; the events it did not reach are due again at once.
+BATCH_SECONDS = 10.0
 # The sweep that hands out events due (first attempts, retries after their backoff, and those whose
 # task never reported: a worker that crashed) runs this often, on the batch queue.
 DISPATCH_EVERY_SECONDS = 1.0
-# A handed-out event is due again this long after its POST's deadline, when its task has not reported.
+# A handed-out batch is due again this long after its last POST's deadline, when its task has not reported.
 LEASE_MARGIN_SECONDS = 60.0
-# A worker of 32 threads POSTs at most 4 callbacks at once.
+# A worker of 32 threads POSTs at most 4 batches at once.
 THREADS_PER_CALLBACK_SLOT = 8
-# An event given back for want of a slot is due again after this long.
+# A batch given back for want of a slot is due again after this long.
 NO_SLOT_DELAY_SECONDS = 1.0
+RETRYING = "retrying"
 MESSAGE_GONE = "its message was deleted (retention) before the callback was delivered"
 
 
-def dispatch(events: EventRecords, settings: Settings) -> list[Dispatch]:
-    """The events to hand to callback tasks now (none while callbacks are off)."""
+def lease_seconds(settings: Settings) -> float:
+    """How long a task has a batch: its POSTs' time, the last POST's timeout, and a margin."""
+    return BATCH_SECONDS + settings.status_callback_timeout_seconds + LEASE_MARGIN_SECONDS
+
+
+def dispatch(events: EventRecords, settings: Settings, *, full_only: bool = False) -> list[UUID]:
+    """Hand out the events due now in batches; each batch's token, the id of the task to POST it (none while
+    callbacks are off). With `full_only`, only batches of BATCH_SIZE: a task that has just reported hands
+    out the next full batch at once, and the sweep the rest within DISPATCH_EVERY_SECONDS; under load,
+    batches stay full rather than one per handful of events."""
     if not settings.status_callbacks:
         return []
-    return events.dispatch_due(CALLBACKS_IN_FLIGHT, settings.status_callback_timeout_seconds + LEASE_MARGIN_SECONDS)
+    tokens: list[UUID] = []
+    for _ in range(BATCHES_IN_FLIGHT):
+        token = uuid.uuid4()
+        handed = events.dispatch_batch(token, size=BATCH_SIZE, batches=BATCHES_IN_FLIGHT,
+                                       lease_seconds=lease_seconds(settings),
+                                       at_least=BATCH_SIZE if full_only else 1)  # fmt: skip
+        if handed:
+            tokens.append(token)
+        if handed < BATCH_SIZE:
+            break
+    return tokens
+
+
+def slot_count(concurrency: int) -> int:
+    """How many batches a worker process with `concurrency` threads POSTs at once."""
+    return max(1, concurrency // THREADS_PER_CALLBACK_SLOT)
 
 
 def slots(concurrency: int) -> threading.BoundedSemaphore:
     """The callback slots of a worker process with `concurrency` threads."""
-    return threading.BoundedSemaphore(max(1, concurrency // THREADS_PER_CALLBACK_SLOT))
+    return threading.BoundedSemaphore(slot_count(concurrency))
 
 
-def send(
-    handed: Dispatch,
+def send_batch(
+    token: UUID,
     *,
     slots: threading.Semaphore,
     events: EventRecords,
-    records: Records,
     client: WebhookClient,
     settings: Settings,
-    render: Callable[[Message], dict[str, Any]],
-) -> CallbackState | None:
-    """POST one event and record the outcome; None when the event is no longer this dispatch's, or when
-    every callback slot of this worker is busy (the event is given back, due again in a second)."""
+    clock: Callable[[], float] = time.monotonic,
+) -> Counter[str]:
+    """POST the events of the batch `token` and record their outcomes; its attempts by result (none
+    when the batch is no longer this task's). With every callback slot of this worker busy, the batch is
+    given back, due again in a second."""
+    batch = events.batch(token)
+    if not batch:
+        return Counter()
     if not slots.acquire(blocking=False):
-        events.release(handed, NO_SLOT_DELAY_SECONDS)
-        return None
+        back = [Outcome(event.id, posted=False, delay_seconds=NO_SLOT_DELAY_SECONDS) for event, _ in batch]
+        events.record(token, back, max_attempts=settings.status_callback_max_attempts)
+        return Counter()
     try:
-        return _send(handed, events=events, records=records, client=client, settings=settings, render=render)
+        deadline = clock() + BATCH_SECONDS
+        outcomes = [_outcome(event, message, deadline, client=client, settings=settings, clock=clock)
+                    for event, message in batch]  # fmt: skip
     finally:
         slots.release()
+    states = events.record(token, outcomes, max_attempts=settings.status_callback_max_attempts)
+    return results(outcomes, states)
 
 
-def _send(
-    handed: Dispatch,
+def results(outcomes: list[Outcome], states: dict[UUID, CallbackState]) -> Counter[str]:
+    """The attempts of a batch by result: `delivered`, `retrying` (it failed, another follows) or `failed`
+    (no more); events given back unposted are none of them."""
+    counted: Counter[str] = Counter()
+    for outcome in outcomes:
+        state = states.get(outcome.event_id)
+        if state is not None and (outcome.posted or outcome.final):
+            counted[RETRYING if state is CallbackState.PENDING else state.value] += 1
+    return counted
+
+
+def _outcome(
+    event: Event,
+    message: Message | None,
+    deadline: float,
     *,
-    events: EventRecords,
-    records: Records,
     client: WebhookClient,
     settings: Settings,
-    render: Callable[[Message], dict[str, Any]],
-) -> CallbackState | None:
-    event = events.dispatched(handed)
-    if event is None:
-        return None
-    limit = settings.status_callback_max_attempts
-    message = records.get(event.message_id)
+    clock: Callable[[], float],
+) -> Outcome:
     if message is None:
-        return events.record(handed, delivered=False, error=MESSAGE_GONE, final=True, max_attempts=limit)
-    body = json.dumps(callback_body(event, render(message))).encode()
+        return Outcome(event.id, posted=False, error=MESSAGE_GONE, final=True)
+    if clock() >= deadline:
+        return Outcome(event.id, posted=False)
+    body = json.dumps(callback_body(event, message_object(message))).encode()
     try:
         accepted = client.post(str(event.id), body)
     except (DeliveryFailed, NotSent) as failure:
         retry_after = failure.retry_after if isinstance(failure, DeliveryFailed) else None
         delay = retry_delay(event.attempts + 1, settings.retry_base_seconds, settings.retry_max_seconds, retry_after)
-        return events.record(
-            handed,
-            delivered=False,
-            http_status=getattr(failure, "status_code", None),
-            error=str(failure),
-            retry_in_seconds=delay,
-            max_attempts=limit,
-        )
-    return events.record(handed, delivered=True, http_status=accepted.status_code, max_attempts=limit)
+        return Outcome(event.id, posted=True, http_status=getattr(failure, "status_code", None), error=str(failure),
+                       delay_seconds=delay)  # fmt: skip
+    return Outcome(event.id, posted=True, delivered=True, http_status=accepted.status_code)

@@ -50,13 +50,15 @@ class _Collector:
             pipe = self.client.pipeline(transaction=False)
             for key in (keys.METRICS_DELIVERIES, keys.METRICS_LATENCY, keys.METRICS_BATCHES, keys.METRICS_PRUNED,
                         keys.FLOW_BREAKER, keys.FLOW_PAUSE, keys.METRICS_BREAKER,
-                        keys.METRICS_RECEIPTS, keys.METRICS_RECEIPT_DELAY, keys.METRICS_FAILOVERS):  # fmt: skip
+                        keys.METRICS_RECEIPTS, keys.METRICS_RECEIPT_DELAY, keys.METRICS_FAILOVERS,
+                        keys.METRICS_CALLBACKS):  # fmt: skip
                 pipe.hgetall(key)
-            deliveries, latency, batches, pruned, state, pause, transitions, receipts, delay, failovers = pipe.execute()
+            deliveries, latency, batches, pruned, state, pause, transitions, receipts, delay, failovers, callbacks = pipe.execute()
             yield from self._redis_counters(deliveries, latency, batches)
             yield _pruned(pruned)
             yield from _receipts(receipts, delay)
             yield _failovers(failovers)
+            yield _callbacks(callbacks)
             yield from self._flow_control(breaker.read_status(state, pause), transitions)
             up.add_metric(["redis"], 1)
         except (redis.RedisError, DependencyUnavailable):
@@ -125,6 +127,17 @@ def _failovers(raw: dict[str, str]) -> CounterMetricFamily:
     for dependency in ("postgresql", "redis"):
         seen.add_metric([dependency], float(raw.get(dependency, 0)))
     return seen
+
+
+def _callbacks(raw: dict[str, str]) -> CounterMetricFamily:
+    attempts = CounterMetricFamily(
+        "messaging_callbacks",
+        "Status callback POSTs by result: delivered (2xx); retrying (failed, tried again later); failed (no more).",
+        labels=["result"],
+    )
+    for result in ("delivered", "retrying", "failed"):
+        attempts.add_metric([result], float(raw.get(result, 0)))
+    return attempts
 
 
 def _receipts(counts: dict[str, str], delay: dict[str, str]) -> Iterable:

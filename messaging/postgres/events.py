@@ -1,14 +1,18 @@
-"""The status callbacks' outbox in PostgreSQL: events handed to tasks, their outcomes, a message's history."""
+"""The status callbacks' outbox in PostgreSQL: batches of events handed to tasks, their outcomes, a message's history."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
-from messaging.domain.events import CallbackState, Dispatch, Event, EventEntry
-from messaging.postgres.pool import fetch_all, fetch_one
+from messaging.domain.events import CallbackState, Event, EventEntry, EventType, Outcome
+from messaging.domain.message import Message
+from messaging.postgres.pool import fetch_all
+
+ERROR_LIMIT = 500  # characters of a callback's last error kept
 
 
 @dataclass(frozen=True)
@@ -17,45 +21,42 @@ class EventRecords:
 
     pool: ConnectionPool
 
-    def dispatch_due(self, in_flight: int, lease_seconds: float) -> list[Dispatch]:
-        """Hand out the events due now, keeping at most `in_flight` handed out and unreported."""
-        rows = fetch_all(self.pool, "dispatch_due_events", limit=in_flight, lease=lease_seconds)
-        return [Dispatch(row["id"], row["dispatch_token"]) for row in rows]
+    def dispatch_batch(self, token: UUID, *, size: int, batches: int, lease_seconds: float, at_least: int = 1) -> int:
+        """Hand out up to `size` events due now as the batch `token`, unless `batches` are in flight or fewer than
+        `at_least` are due; how many."""
+        rows = fetch_all(self.pool, "dispatch_callback_batch", token=token, size=size, batches=batches,
+                         lease=lease_seconds, at_least=at_least)  # fmt: skip
+        return len(rows)
 
-    def dispatched(self, dispatch: Dispatch) -> Event | None:
-        """The event, while this dispatch still has it; None when its lease ended and another has it."""
-        row = fetch_one(self.pool, "dispatched_event", id=dispatch.event_id, token=dispatch.token)
-        return Event.from_row(row) if row else None
+    def batch(self, token: UUID) -> list[tuple[Event, Message | None]]:
+        """The events the batch `token` still has, oldest first, each with its message (None when deleted)."""
+        return [
+            (
+                Event(row["event_id"], row["event_message_id"], EventType(row["event_type"]), row["event_occurred_at"],
+                      row["event_attempts"]),
+                Message.from_row(row) if row["id"] is not None else None,
+            )
+            for row in fetch_all(self.pool, "dispatched_batch", token=token)
+        ]
 
-    def record(
-        self,
-        dispatch: Dispatch,
-        *,
-        delivered: bool,
-        http_status: int | None = None,
-        error: str | None = None,
-        retry_in_seconds: float = 0.0,
-        max_attempts: int,
-        final: bool = False,
-    ) -> CallbackState | None:
-        """Record one POST's outcome; the callback's new state, or None when the dispatch was no longer this one."""
-        row = fetch_one(
+    def record(self, token: UUID, outcomes: Sequence[Outcome], *, max_attempts: int) -> dict[UUID, CallbackState]:
+        """Record a batch's outcomes in one statement; each event's new state (none for an event no longer the batch's)."""
+        if not outcomes:
+            return {}
+        rows = fetch_all(
             self.pool,
-            "record_callback",
-            id=dispatch.event_id,
-            token=dispatch.token,
-            delivered=delivered,
-            http_status=http_status,
-            error=error[:500] if error else None,
-            delay=retry_in_seconds,
+            "record_callbacks",
+            token=token,
             max_attempts=max_attempts,
-            final=final,
+            ids=[one.event_id for one in outcomes],
+            posted=[one.posted for one in outcomes],
+            delivered=[one.delivered for one in outcomes],
+            http_status=[one.http_status for one in outcomes],
+            error=[one.error[:ERROR_LIMIT] if one.error else None for one in outcomes],
+            delay=[one.delay_seconds for one in outcomes],
+            final=[one.final for one in outcomes],
         )
-        return CallbackState(row["callback_state"]) if row else None
-
-    def release(self, dispatch: Dispatch, delay_seconds: float) -> None:
-        """Give a handed-out event back, not POSTed and not counted, due again after `delay_seconds`."""
-        fetch_one(self.pool, "release_event", id=dispatch.event_id, token=dispatch.token, delay=delay_seconds)
+        return {row["id"]: CallbackState(row["callback_state"]) for row in rows}
 
     def history(self, message_id: UUID, *, limit: int = 100) -> list[EventEntry]:
         """A message's events in the order they were written, with their callbacks' state."""

@@ -503,53 +503,62 @@ SELECT count(*) AS total FROM dropped;
 -- Messages with a delivery status that are not sent (the audit: a receipt applies to sent messages only).
 SELECT count(*) AS total FROM messages WHERE delivery_status IS NOT NULL AND sending_status <> 1;
 
--- name: dispatch_due_events
--- Hand out the status callback events due now, oldest due first, each with a fresh dispatch token (the id of
--- the task that POSTs it) and a lease of %(lease)s seconds: one whose task never reported (a crashed
--- worker) is due again when its lease ends. Up to %(limit)s events in flight across all workers, less
--- those handed out and not yet reported, so a slow callback receiver holds at most that many threads.
+-- name: dispatch_callback_batch
+-- Hand out one batch of status callback events due now, oldest due first: up to %(size)s events, all with
+-- the dispatch token %(token)s (the id of the task that POSTs them) and a lease of %(lease)s seconds. A
+-- batch whose task never reported (a crashed worker) is due again when its lease ends. Nothing while
+-- %(batches)s batches are handed out and unreported, so a slow callback receiver holds at most that many
+-- threads across all workers; nothing when fewer than %(at_least)s are due.
 WITH in_flight AS (
-    SELECT count(*) AS events FROM message_events
-    WHERE callback_state = 'pending' AND next_attempt_at > now() AND dispatch_token IS NOT NULL
+    SELECT count(DISTINCT dispatch_token) AS batches FROM message_events
+    WHERE dispatch_token IS NOT NULL AND callback_state = 'pending' AND next_attempt_at > now()
 ), due AS (
     SELECT id FROM message_events
-    WHERE callback_state = 'pending' AND next_attempt_at <= now()
+    WHERE callback_state = 'pending' AND next_attempt_at <= now() AND (SELECT batches FROM in_flight) < %(batches)s
     ORDER BY next_attempt_at, seq
-    LIMIT GREATEST(%(limit)s - (SELECT events FROM in_flight), 0)
+    LIMIT %(size)s
     FOR UPDATE SKIP LOCKED
 )
 UPDATE message_events AS e
-SET dispatch_token = gen_random_uuid(), next_attempt_at = now() + make_interval(secs => %(lease)s)
+SET dispatch_token = %(token)s, next_attempt_at = now() + make_interval(secs => %(lease)s)
 FROM due
-WHERE e.id = due.id
-RETURNING e.id, e.dispatch_token;
+WHERE e.id = due.id AND (SELECT count(*) FROM due) >= %(at_least)s
+RETURNING e.id;
 
--- name: dispatched_event
--- The event %(id)s, while the dispatch %(token)s still has it (a task whose lease ended finds nothing).
-SELECT id, message_id, type, occurred_at, attempts
-FROM message_events
-WHERE id = %(id)s AND dispatch_token = %(token)s AND callback_state = 'pending';
+-- name: dispatched_batch
+-- The events the dispatch %(token)s still has (none once its lease ended and another took them), oldest
+-- first, each with its message's columns (all null when retention deleted the message meanwhile).
+WITH batch AS (
+    SELECT id AS event_id, message_id AS event_message_id, type AS event_type, occurred_at AS event_occurred_at,
+           attempts AS event_attempts, seq AS event_seq
+    FROM message_events
+    WHERE dispatch_token = %(token)s AND callback_state = 'pending'
+)
+SELECT event_id, event_message_id, event_type, event_occurred_at, event_attempts,
+-- include: message_columns
+FROM batch LEFT JOIN messages ON messages.id = batch.event_message_id
+ORDER BY event_seq;
 
--- name: record_callback
--- The outcome of one POST of the event %(id)s by the dispatch %(token)s: delivered; or pending again after
--- %(delay)s seconds; or failed once it has used %(max_attempts)s attempts (or at once when %(final)s).
-UPDATE message_events
-SET attempts = attempts + 1, dispatch_token = NULL, last_http_status = %(http_status)s, last_error = %(error)s,
-    callback_state = CASE WHEN %(delivered)s THEN 'delivered'
-                          WHEN %(final)s OR attempts + 1 >= %(max_attempts)s THEN 'failed'
+-- name: record_callbacks
+-- The outcomes of one batch, the dispatch %(token)s, event by event (the arrays run in parallel). A POSTed
+-- event counts an attempt: delivered on a 2xx; else failed once it has used %(max_attempts)s attempts, or
+-- pending again after its delay. One not POSTed (the batch's time ran out, or no slot was free) is given
+-- back uncounted, due after its delay; one whose message is gone is failed at once (`final`).
+UPDATE message_events AS e
+SET attempts = e.attempts + o.posted::int,
+    dispatch_token = NULL,
+    last_http_status = CASE WHEN o.posted THEN o.http_status ELSE e.last_http_status END,
+    last_error = CASE WHEN o.posted OR o.final THEN o.error ELSE e.last_error END,
+    callback_state = CASE WHEN o.delivered THEN 'delivered'
+                          WHEN o.final OR (o.posted AND e.attempts + 1 >= %(max_attempts)s) THEN 'failed'
                           ELSE 'pending' END,
-    delivered_at = CASE WHEN %(delivered)s THEN now() END,
-    next_attempt_at = now() + make_interval(secs => %(delay)s)
-WHERE id = %(id)s AND dispatch_token = %(token)s
-RETURNING callback_state, attempts;
-
--- name: release_event
--- Give the event %(id)s back unposted and uncounted, due again after %(delay)s seconds: the worker the dispatch
--- %(token)s reached had no callback slot free.
-UPDATE message_events
-SET dispatch_token = NULL, next_attempt_at = now() + make_interval(secs => %(delay)s)
-WHERE id = %(id)s AND dispatch_token = %(token)s
-RETURNING id;
+    delivered_at = CASE WHEN o.delivered THEN now() END,
+    next_attempt_at = now() + make_interval(secs => o.delay)
+FROM unnest(%(ids)s::uuid[], %(posted)s::bool[], %(delivered)s::bool[], %(http_status)s::smallint[],
+            %(error)s::text[], %(delay)s::float8[], %(final)s::bool[])
+     AS o(id, posted, delivered, http_status, error, delay, final)
+WHERE e.id = o.id AND e.dispatch_token = %(token)s
+RETURNING e.id, e.callback_state;
 
 -- name: list_events
 -- A message's events, in the order they were written, and the state of their status callbacks.

@@ -55,6 +55,13 @@ class Counters:
         pipe.hincrby(keys.METRICS_RECEIPTS, ORPHANS, orphans)
         self._run(pipe)
 
+    def callbacks(self, results: dict[str, int]) -> None:
+        """Count a batch's status callback attempts by result (messaging/ops/callbacks.py: results)."""
+        pipe = self.client.pipeline(transaction=False)
+        for result, count in results.items():
+            pipe.hincrby(keys.METRICS_CALLBACKS, result, count)
+        self._run(pipe)
+
     def batch(self, claimed: int, recovered: int) -> None:
         pipe = self.client.pipeline(transaction=False)
         pipe.hincrby(keys.METRICS_BATCHES, "runs", 1)

@@ -33,6 +33,7 @@ METRICS_PRUNED = "messaging:metrics:pruned"  # hash: messages, attempts deleted 
 METRICS_BREAKER = "messaging:metrics:breaker"  # hash: opened, half_open, closed, probes (written by flow.lua)
 METRICS_FAILOVERS = "messaging:metrics:failovers"  # hash: postgresql, redis: primaries found replaced, per process
 METRICS_RECEIPTS = "messaging:metrics:receipts"  # hash: receipts by status (and `expired` sweeps), `orphans` dropped
+METRICS_CALLBACKS = "messaging:metrics:callbacks"  # hash: status callback attempts: delivered, retrying, failed
 METRICS_RECEIPT_DELAY = "messaging:metrics:receipt_delay"  # hash: receipts per bucket of time since sent_at, and their sum
 # When the counters began (again, after Redis lost them): the audit compares PostgreSQL with them from then on.
 METRICS_SINCE = "messaging:metrics:since"

@@ -25,6 +25,7 @@ from messaging.redis.flow import RedisFlowControl
 from messaging.settings import Settings
 from messaging.task_names import BATCH_TASK
 from tests.integration.api_support import TOKEN
+from tests.integration.callback_support import CallbackReceiver
 from worker import tasks
 from worker.factory import create_celery_app
 
@@ -181,3 +182,11 @@ def make_flow(cache, settings) -> Callable[..., RedisFlowControl]:
         )
 
     return make
+
+
+@pytest.fixture
+def callback_receiver() -> Iterator[CallbackReceiver]:
+    """A client's status callback endpoint (tests/integration/callback_support.py)."""
+    running = CallbackReceiver()
+    yield running
+    running.close()

@@ -4,18 +4,13 @@ receiver that answers 500, is slow or is down never changes or delays delivery."
 
 from __future__ import annotations
 
-import base64
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from standardwebhooks import Webhook
 
-from messaging.domain.events import CallbackState
 from messaging.domain.receipts import ProviderStatus, Receipt
 from messaging.ops import callbacks
 from messaging.postgres.events import EventRecords
@@ -25,50 +20,9 @@ from messaging.provider.webhook import WebhookClient
 from messaging.task_names import BATCH_QUEUE, BATCH_TASK, CALLBACK_DISPATCH_TASK
 from receiver import Receiver
 from tests.integration.api_support import TOKEN
+from tests.integration.callback_support import SECRET
 
-SECRET = "whsec_" + base64.b64encode(b"callback-secret-" * 2).decode()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class CallbackReceiver:
-    """A client's callback endpoint: answers each POST with the next of `statuses` (then the last one),
-    after `delay` seconds, and keeps what it got."""
-
-    def __init__(self) -> None:
-        self.statuses, self.delay, self.received = [200], 0.0, []
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with owner._lock:
-                    status = owner.statuses[min(len(owner.received), len(owner.statuses) - 1)]
-                    owner.received.append((dict(self.headers), body))
-                time.sleep(owner.delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/callbacks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def callback_receiver() -> Iterator[CallbackReceiver]:
-    running = CallbackReceiver()
-    yield running
-    running.close()
 
 
 @pytest.fixture
@@ -221,20 +175,16 @@ def test_a_receiver_that_is_down_is_retried_and_a_stranded_event_is_handed_out_a
 
 def test_the_demo_receiver_takes_status_callbacks_verifies_and_lists_them(settings, runtime, db):
     """`make run`'s receiver as the callback receiver: the worker's own steps (hand out, POST, record)."""
-    from worker.callbacks import render
-
     with Receiver(callback_secret=SECRET) as demo:
         records, events = Records(runtime.pool, callbacks=True), EventRecords(runtime.pool)
         message = records.insert("+905551112233", "to cancel")
         assert records.cancel(message.id)
         [handed] = callbacks.dispatch(events, settings)
         client = WebhookClient(demo.callback_url, "", 2.0, signing_secrets=(SECRET,))
-        state = callbacks.send(
-            handed, slots=callbacks.slots(8), events=events, records=records, client=client, settings=settings, render=render
-        )
+        results = callbacks.send_batch(handed, slots=callbacks.slots(8), events=events, client=client, settings=settings)
         client.close()
         [taken] = demo.callbacks_taken()
-    assert state is CallbackState.DELIVERED
+    assert results == {"delivered": 1}
     assert (taken["type"], taken["message_id"], taken["status"], taken["verified"]) == (
         "message.canceled", str(message.id), "canceled", True)  # fmt: skip
     [event] = events_of(db, message.id)

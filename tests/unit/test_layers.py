@@ -30,6 +30,7 @@ def loaded_by(module: str) -> set[str]:
     [
         ("messaging.domain.message", set()),
         ("messaging.domain.content", set()),
+        ("messaging.domain.public", set()),
         ("messaging.delivery.rules", set()),
         ("messaging.postgres.records", {"psycopg", "psycopg_pool"}),
         ("messaging.redis.flow", {"redis"}),
@@ -45,6 +46,11 @@ def test_a_module_loads_only_the_drivers_its_folder_names(module, may_touch):
 @pytest.mark.parametrize("module", ["messaging.runtime", "messaging.ops.audit", "messaging.__main__"])
 def test_the_domain_imports_neither_entry_point(module):
     assert not loaded_by(module) & {"api", "worker", "celery", "flask"}
+
+
+def test_the_worker_loads_neither_the_api_nor_its_web_packages():
+    """The status callbacks render the message object from the domain (messaging/domain/public.py), not the API."""
+    assert not loaded_by("worker.tasks") & {"api", "flask", "marshmallow", "flask_smorest"}
 
 
 def test_the_api_runtime_opens_no_webhook_client_and_no_flow_control():
