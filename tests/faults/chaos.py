@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     print(f"chaos: {args.minutes:g} minutes, seed {seed}, logs in {args.logs}", flush=True)
     rng = random.Random(seed)
+    # A SIGTERM (timeout, kill) unwinds like Ctrl-C, so the finally below stops every server it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     topology = Topology(args.logs)
     faults: list[Fault] = []
     try:
