@@ -9,10 +9,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from messaging.environment import Environment
 from messaging.errors import SettingsError
-from messaging.sentinel_urls import DEFAULT_SENTINEL_MASTER, SENTINEL_SCHEME, sentinels, uses_sentinels
+from messaging.masking import MASK, without_password
+from messaging.sentinel_urls import DEFAULT_SENTINEL_MASTER, SENTINEL_SCHEME
 
 T = TypeVar("T")
 
@@ -26,8 +27,6 @@ BROKER_SCHEMES = REDIS_SCHEMES + ("amqp", "amqps", "pyamqp")
 WEBHOOK_SCHEMES = ("http", "https")
 SIGNING_SECRET_PREFIX = "whsec_"
 MIN_SIGNING_KEY_BYTES = 24  # Standard Webhooks: keys of 24 to 64 bytes
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
 # GET /messaging/sent: our shape, or the Go service's (a bare array, its field names and errors).
 SENT_RESPONSE_FORMATS = ("standard", "seed")
 # API_AUTH: `auto` requires the token when API_TOKEN is set; `token` refuses to start without it; `off` without.
@@ -39,10 +38,6 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 ANY_HOST = "*"
 HOST_NAME = r"[a-z0-9.-]+|\[[0-9a-f:.]+\]"
 HOST_AND_PORT = re.compile(rf"({HOST_NAME})(:[0-9]{{1,5}})?", re.IGNORECASE)
-# What a header may carry once it leaves here: visible ASCII, and spaces or tabs between words.
-# A newline from a secret file would otherwise fail every request that sends it.
-HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
-MASK = "***"
 
 
 def secret(default: Any = "") -> Any:
@@ -121,7 +116,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every variable; raise SettingsError naming the first bad one."""
-        env = _Environment(os.environ if environ is None else environ)
+        env = Environment(os.environ if environ is None else environ)
         redis_url = env.url("REDIS_URL", DEFAULT_REDIS_URL, REDIS_SCHEMES)
         settings = cls(
             database_url=env.url("DATABASE_URL", DEFAULT_DATABASE_URL, DATABASE_SCHEMES),
@@ -162,7 +157,7 @@ class Settings:
             raise SettingsError("CLAIM_TIMEOUT_SECONDS", "must be greater than WEBHOOK_TIMEOUT_SECONDS")
 
 
-def _flow_control(env: _Environment) -> dict[str, Any]:
+def _flow_control(env: Environment) -> dict[str, Any]:
     """Flow control's variables: the shared rate limit, the circuit breaker and the signing secrets."""
     return dict(
         rate_limit_per_second=env.number("RATE_LIMIT_PER_SECOND", 0.0, float, low=0, high=1_000_000),
@@ -175,7 +170,7 @@ def _flow_control(env: _Environment) -> dict[str, Any]:
     )
 
 
-def _receipts(env: _Environment) -> dict[str, Any]:
+def _receipts(env: Environment) -> dict[str, Any]:
     """The provider's delivery receipts: the secret they are signed with, how long to wait for them."""
     return dict(
         receipt_signing_secrets=signing_secrets(env.text("RECEIPT_SIGNING_SECRET", ""), "RECEIPT_SIGNING_SECRET"),
@@ -185,7 +180,7 @@ def _receipts(env: _Environment) -> dict[str, Any]:
     )
 
 
-def _status_callbacks(env: _Environment) -> dict[str, Any]:
+def _status_callbacks(env: Environment) -> dict[str, Any]:
     """Status callbacks: whether events are written, where and how the workers POST them."""
     url = env.url("STATUS_CALLBACK_URL", "", WEBHOOK_SCHEMES)
     return dict(
@@ -199,7 +194,7 @@ def _status_callbacks(env: _Environment) -> dict[str, Any]:
     )
 
 
-def _api_access(env: _Environment) -> dict[str, Any]:
+def _api_access(env: Environment) -> dict[str, Any]:
     """Who may call the API, from where, and the key its page cursors are signed with."""
     return dict(
         api_token=api_token(env.text("API_TOKEN", "")),
@@ -271,96 +266,4 @@ def _valid_signing_secret(secret: str) -> bool:
 
 def local_number(environ: Mapping[str, str], name: str, default: T, kind: Callable[[str], T], *, low: float, high: float) -> T:
     """A variable only `make run` reads (localrun), checked as the settings are: the service never reads it."""
-    return _Environment(environ).number(name, default, kind, low=low, high=high)
-
-
-class _Environment:
-    """Typed reads of environment variables; each failure names its variable."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def _raw(self, name: str) -> str | None:
-        value = self._environ.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def text(self, name: str, default: str) -> str:
-        return self._environ.get(name, default)
-
-    def header_value(self, name: str) -> str:
-        """A value sent in an HTTP header: empty, or visible ASCII with no surrounding whitespace."""
-        raw = self._environ.get(name, "")
-        if raw and not HEADER_VALUE.fullmatch(raw):
-            raise SettingsError(
-                name,
-                "must be printable ASCII, without line breaks or spaces at either end "
-                "(a secret file's trailing newline?); it is sent in an HTTP header",
-            )
-        return raw
-
-    def number(self, name: str, default: T, kind: Callable[[str], T], *, low: float, high: float) -> T:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        try:
-            value: Any = kind(raw)
-        except ValueError:
-            noun = "a whole number" if kind is int else "a number"
-            raise SettingsError(name, f"must be {noun}, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"must be between {low:g} and {high:g}, got {raw}")
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        if raw.lower() in TRUE_WORDS:
-            return True
-        if raw.lower() in FALSE_WORDS:
-            return False
-        raise SettingsError(name, f"must be true or false, got {raw!r}")
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        for choice in choices:
-            if raw.lower() == choice.lower():
-                return choice
-        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
-
-    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        if SENTINEL_SCHEME in schemes and (";" in raw or uses_sentinels(raw)):
-            try:
-                sentinels(raw)
-            except ValueError as error:
-                raise SettingsError(name, f"{error}, got {without_password(raw)!r}") from None
-            return raw
-        parts = urlsplit(raw)
-        scheme = parts.scheme.split("+")[0]
-        if scheme not in schemes:
-            raise SettingsError(name, f"must be a URL with scheme {' or '.join(schemes)}, got {without_password(raw)!r}")
-        if scheme != "unix" and not parts.hostname:
-            raise SettingsError(name, f"must name a host, got {without_password(raw)!r}")
-        return raw
-
-
-def without_password(url: str) -> str:
-    """The URL with any password masked: in its user part, or as libpq's `password=` parameter.
-    Several URLs separated by semicolons (kombu's Sentinel form) are masked each."""
-    if ";" in url:
-        return ";".join(without_password(part) for part in url.split(";"))
-    parts = urlsplit(url)
-    if parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", f":{MASK}@"))
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "password" for key, _ in query):
-        masked = [(key, MASK if key == "password" else value) for key, value in query]
-        parts = parts._replace(query=urlencode(masked, safe="*"))
-    return parts.geturl()
+    return Environment(environ).number(name, default, kind, low=low, high=high)

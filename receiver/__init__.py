@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from receiver.server import Receiver
+from receiver.inprocess import Receiver
 
 __all__ = ["Receiver"]

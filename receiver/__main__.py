@@ -8,8 +8,8 @@ import os
 import signal
 import threading
 
+from receiver.inprocess import Receiver
 from receiver.receipts import DEFAULT_RECEIPT_URL
-from receiver.server import Receiver
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

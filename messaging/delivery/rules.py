@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 import logging
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TypeVar
 from uuid import UUID
 
 from messaging.delivery import faults, recovery
+from messaging.delivery.outcomes import Outcome, Report, finish
 from messaging.delivery.ports import (
     Accepted,
     Admission,
@@ -23,39 +20,14 @@ from messaging.delivery.ports import (
     Preflight,
     Verdict,
 )
+from messaging.delivery.retries import retry_delay, with_db_retries
 from messaging.domain.message import Attempt, Claim, Outgoing, Status
-from messaging.errors import BrokerUnavailable, CacheUnavailable, DatabaseUnavailable, DependencyUnavailable
+from messaging.errors import BrokerUnavailable, CacheUnavailable, DependencyUnavailable
 from messaging.logs import Throttle, fields
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 outage_log = Throttle(seconds=30)
-# Recording an outcome retries through a database blip: 0.5 s, 1 s, 2 s apart, starting no
-# retry after 4 s, so a stopping worker's last task ends within WEBHOOK_TIMEOUT_SECONDS + 5 s
-# unless one statement itself hangs (bounded by the connection's tcp_user_timeout).
-DB_RETRY_FIRST_PAUSE = 0.5
-DB_RETRY_SECONDS = 4.0
-
-
-class Outcome(enum.Enum):
-    SENT = "sent"
-    ALREADY_SENT = "already_sent"  # found in the delivery cache: recorded, not POSTed again
-    RETRY_LATER = "retry_later"
-    FAILED = "failed"
-    RELEASED = "released"  # sending was stopped before this task began
-    HELD = "held"  # flow control held it back (rate limit, open breaker, provider's pause): not an attempt
-    NOT_SENT = "not_sent"  # a fault that is not the message's (a setting, an unexpected error): back unsent, not an attempt
-    SKIPPED = "skipped"  # the claim is not this task's (duplicate, stale or already handled)
-
-
-@dataclass(frozen=True)
-class Report:
-    """What one send task did; for a failed attempt, why, and when the next one may start."""
-
-    outcome: Outcome
-    error: str | None = None
-    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -117,18 +89,18 @@ def _deliver(ports: Ports, message_id: UUID, token: UUID) -> Report:
     preflight = _preflight(ports, message_id)
     if not preflight.enabled:
         released = ports.claims.release_claim(message_id, token)
-        return _finish(ports, message_id, Outcome.RELEASED if released else Outcome.SKIPPED)
+        return finish(ports, message_id, Outcome.RELEASED if released else Outcome.SKIPPED)
     cached = preflight.cached
     if cached is not None:
         recorded = ports.claims.mark_sent(message_id, token, cached.sent_at, cached.webhook_message_id, attempted=False)
-        return _finish(ports, message_id, Outcome.ALREADY_SENT if recorded else Outcome.SKIPPED)
+        return finish(ports, message_id, Outcome.ALREADY_SENT if recorded else Outcome.SKIPPED)
     admission = _admit(ports, token, preflight.flow_clear)
     if not admission.go:
         return _hold(ports, message_id, token, admission)
     outgoing = ports.claims.start_sending(message_id, token)
     if outgoing is None:
         ports.flow.record(admission, Verdict.NEITHER)
-        return _finish(ports, message_id, Outcome.SKIPPED)
+        return finish(ports, message_id, Outcome.SKIPPED)
     try:
         # Right before the POST, so that nothing slower (a database connection opened) comes between.
         ports.flow.wait_for_slot(admission)
@@ -173,8 +145,8 @@ def _hold(ports: Ports, message_id: UUID, token: UUID, admission: Admission) -> 
     """Back to pending unsent and uncounted, due again when flow control says it may go."""
     held = ports.claims.release_claim(message_id, token, delay_seconds=admission.wait_seconds)
     if not held:
-        return _finish(ports, message_id, Outcome.SKIPPED)
-    return _finish(
+        return finish(ports, message_id, Outcome.SKIPPED)
+    return finish(
         ports, message_id, Outcome.HELD, reason=admission.reason, retry_in_s=f"{admission.wait_seconds:.2f}"
     )
 
@@ -187,13 +159,13 @@ def _give_back(
     ports.flow.record(admission, Verdict.NEITHER)
     delay = faults.release_delay(ports.settings, may_have_left=may_have_left)
     if not ports.claims.release_claim(outgoing.id, token, delay, started=True):
-        return _finish(ports, outgoing.id, Outcome.SKIPPED)
+        return finish(ports, outgoing.id, Outcome.SKIPPED)
     return _not_sent(ports, outgoing.id, error, delay)
 
 
 def _not_sent(ports: Ports, message_id: UUID, error: Exception, delay: float) -> Report:
     setting = faults.report(message_id, error, delay)
-    return _finish(ports, message_id, Outcome.NOT_SENT, setting=setting, retry_in_s=f"{delay:g}")
+    return finish(ports, message_id, Outcome.NOT_SENT, setting=setting, retry_in_s=f"{delay:g}")
 
 
 def _tell_flow_control(ports: Ports, admission: Admission, failure: DeliveryFailed) -> None:
@@ -216,12 +188,12 @@ def _record_success(ports: Ports, outgoing: Outgoing, token: UUID, accepted: Acc
         if outage_log.allow("cache"):
             log.warning("event=dependency_down %s", fields(dependency="redis", reason=error))
     attempt = _attempt_record(outgoing, started_at, accepted.seconds, accepted.status_code, answer=accepted.answer)
-    _with_db_retries(
+    with_db_retries(
         lambda: ports.claims.mark_sent(
             outgoing.id, token, delivery.sent_at, delivery.webhook_message_id, attempted=True, attempt=attempt
         )
     )
-    return _finish(
+    return finish(
         ports,
         outgoing.id,
         Outcome.SENT,
@@ -247,7 +219,7 @@ def _record_failure(
         retry_after=failure.retry_after,
         answer=failure.answer,
     )
-    status = _with_db_retries(
+    status = with_db_retries(
         lambda: ports.claims.record_failed_attempt(
             outgoing.id,
             token,
@@ -260,7 +232,7 @@ def _record_failure(
     )
     outcome = Outcome.FAILED if status is Status.FAILED else Outcome.RETRY_LATER
     retry_at = datetime.now(timezone.utc) + timedelta(seconds=delay) if outcome is Outcome.RETRY_LATER else None
-    _finish(
+    finish(
         ports,
         outgoing.id,
         outcome,
@@ -294,38 +266,3 @@ def _attempt_record(
         retry_after_seconds=retry_after,
         answer=answer or None,
     )
-
-
-def _finish(
-    ports: Ports, message_id: UUID, outcome: Outcome, seconds: float | None = None, *, counted: bool = False, **details
-) -> Report:
-    """One log line and one metrics update per send task (unless the caller `counted` it already)."""
-    if not counted:
-        ports.shared.count_delivery(outcome.value, seconds)
-    duration = None if seconds is None else f"{seconds * 1000:.1f}"
-    level = logging.WARNING if outcome in (Outcome.RETRY_LATER, Outcome.FAILED) else logging.INFO
-    log.log(level, "event=delivery %s", fields(message_id=message_id, outcome=outcome.value, duration_ms=duration, **details))
-    return Report(outcome)
-
-
-def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
-    """Exponential backoff with equal jitter; a provider's Retry-After wins, within the cap."""
-    if retry_after is not None:
-        return min(cap, max(0.0, retry_after))
-    ceiling = min(cap, base * 2 ** min(attempt - 1, 32))
-    return ceiling / 2 + random.random() * ceiling / 2
-
-
-def _with_db_retries(record: Callable[[], T], attempts: int = 4) -> T:
-    """Recording an outcome already POSTed is worth a few quick retries through a database blip,
-    no longer than DB_RETRY_SECONDS: a worker told to stop waits for its tasks, and the cache
-    entry written first keeps the message from being POSTed again if the record is lost."""
-    give_up_at = time.monotonic() + DB_RETRY_SECONDS
-    for attempt in range(attempts):
-        try:
-            return record()
-        except DatabaseUnavailable:
-            pause = DB_RETRY_FIRST_PAUSE * 2**attempt
-            if attempt == attempts - 1 or time.monotonic() + pause > give_up_at:
-                raise
-            time.sleep(pause)

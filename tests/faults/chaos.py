@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 
 from harness.stack import ROOT, Stack, environment, free_port
 from messaging.postgres import migrations
-from receiver.server import Receiver
+from receiver import Receiver
 from tests.faults.network import client_ports, iptables_unusable, process_tree, silenced
 from tests.faults.replicas import PostgresPair, RedisSentinels
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from messaging.delivery import rules
-from messaging.delivery.rules import Outcome
+from messaging.delivery.outcomes import Outcome
 from messaging.runtime import Runtime
 
 

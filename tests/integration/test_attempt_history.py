@@ -13,6 +13,7 @@ import pytest
 
 from harness.stack import free_port
 from messaging.delivery import rules
+from messaging.delivery.outcomes import Outcome
 from messaging.delivery.ports import CachedDelivery
 from messaging.domain.message import Status, Trigger
 from messaging.ops import pruning
@@ -142,7 +143,7 @@ def test_a_delivery_keeps_its_attempt_with_the_providers_answer(runtime, make_me
     message_id = make_message()
     [claim] = runtime.records.claim_due(1)
     before = datetime.now(timezone.utc)
-    assert rules.deliver(runtime.ports, message_id, claim.token).outcome is rules.Outcome.SENT
+    assert rules.deliver(runtime.ports, message_id, claim.token).outcome is Outcome.SENT
     [kept] = attempt_rows(db, message_id)
     assert (kept["attempt"], kept["trigger"], kept["http_status"], kept["error_class"]) == (1, "scheduled", 202, None)
     assert before <= kept["started_at"] <= datetime.now(timezone.utc)
@@ -153,7 +154,7 @@ def test_a_delivery_keeps_its_attempt_with_the_providers_answer(runtime, make_me
 def test_a_refused_attempt_and_the_retry_after_it_are_both_kept(runtime, make_message, receiver, db):
     receiver.set_behaviour(fail_first=1, fail_status=503, retry_after=0)
     message_id = make_message()
-    for outcome in (rules.Outcome.RETRY_LATER, rules.Outcome.SENT):
+    for outcome in (Outcome.RETRY_LATER, Outcome.SENT):
         [claim] = runtime.records.claim_due(1)
         assert rules.deliver(runtime.ports, message_id, claim.token).outcome is outcome
     failed, sent = attempt_rows(db, message_id)
@@ -167,7 +168,7 @@ def test_an_attempt_that_got_no_answer_has_no_status(settings, make_message, db)
     try:
         message_id = make_message()
         [claim] = Records(closed.pool).claim_due(1)
-        assert rules.deliver(closed.ports, message_id, claim.token).outcome is rules.Outcome.RETRY_LATER
+        assert rules.deliver(closed.ports, message_id, claim.token).outcome is Outcome.RETRY_LATER
     finally:
         closed.close()
     [kept] = attempt_rows(db, message_id)
@@ -178,5 +179,5 @@ def test_a_delivery_found_in_the_cache_posts_nothing_and_keeps_no_attempt(runtim
     message_id = make_message()
     runtime.cache.remember(message_id, CachedDelivery(NOW, "wh-early"))
     [claim] = runtime.records.claim_due(1)
-    assert rules.deliver(runtime.ports, message_id, claim.token).outcome is rules.Outcome.ALREADY_SENT
+    assert rules.deliver(runtime.ports, message_id, claim.token).outcome is Outcome.ALREADY_SENT
     assert attempt_rows(db, message_id) == [] and receiver.deliveries() == []

@@ -8,8 +8,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from messaging.delivery import rules
+from messaging.delivery.outcomes import Outcome
 from messaging.delivery.ports import CachedDelivery
-from messaging.delivery.rules import Outcome
 from messaging.redis import keys
 from messaging.runtime import Runtime
 

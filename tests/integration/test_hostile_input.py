@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from messaging.delivery import rules
-from messaging.delivery.rules import Outcome
+from messaging.delivery.outcomes import Outcome
 from messaging.runtime import Runtime
 
 HOSTILE_REASON = b"Busy\x00\x1b[2J\x7f\x85 event=delivery outcome=sent"

@@ -7,9 +7,6 @@ Sentinels agree, and fails each over.
 
 from __future__ import annotations
 
-import pytest
-
-from messaging import settings as settings_module
 from messaging.settings import Settings
 from tests.unit.test_compose import REQUIRED, ROOT, compose_services, rendered_text
 
@@ -80,8 +77,6 @@ def test_every_app_service_finds_the_writable_postgres_and_asks_the_sentinels_fo
 
 
 def test_every_app_service_starts_with_the_ha_urls():
-    if not hasattr(settings_module, "uses_sentinels"):
-        pytest.skip("the settings do not read kombu's sentinel:// form yet")
     for name in APP_SERVICES:
         Settings.from_env(compose_services(HA_FILE)[name]["environment"])
 

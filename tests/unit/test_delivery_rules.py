@@ -8,14 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from messaging.delivery import faults, rules
+from messaging.delivery import faults, retries, rules
+from messaging.delivery.outcomes import Outcome, Report
 from messaging.delivery.ports import (
     CachedDelivery,
     NotSent,
     Ports,
     Preflight,
 )
-from messaging.delivery.rules import Outcome
 from messaging.domain.message import Claim, Status
 from messaging.errors import BrokerUnavailable, DatabaseUnavailable
 from messaging.logs import Throttle
@@ -37,7 +37,7 @@ def ports() -> Ports:
 
 @pytest.fixture(autouse=True)
 def no_pause(monkeypatch):
-    monkeypatch.setattr(rules, "DB_RETRY_FIRST_PAUSE", 0)
+    monkeypatch.setattr(retries, "DB_RETRY_FIRST_PAUSE", 0)
 
 
 def test_a_claimed_message_is_posted_once_and_recorded_sent(ports):
@@ -123,7 +123,7 @@ def test_the_last_allowed_attempt_fails_for_good(ports):
 def test_a_permanent_failure_fails_at_once(ports):
     ports.provider.answer = PERMANENT
     message_id, token = ports.claims.claim()
-    assert rules.deliver(ports, message_id, token) == rules.Report(Outcome.FAILED, "HTTP 400")
+    assert rules.deliver(ports, message_id, token) == Report(Outcome.FAILED, "HTTP 400")
     assert (ports.claims.rows[message_id].attempts, ports.shared.counted) == (1, ["failed"])
 
 
@@ -143,8 +143,8 @@ def test_an_outcome_is_recorded_through_a_short_database_blip(ports):
 
 
 def test_recording_gives_up_once_its_time_is_spent(ports, monkeypatch):
-    monkeypatch.setattr(rules, "DB_RETRY_FIRST_PAUSE", 0.05)
-    monkeypatch.setattr(rules, "DB_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(retries, "DB_RETRY_FIRST_PAUSE", 0.05)
+    monkeypatch.setattr(retries, "DB_RETRY_SECONDS", 0.1)
     message_id, token = ports.claims.claim()
     ports.claims.down_for = 3
     with pytest.raises(DatabaseUnavailable):
@@ -280,11 +280,11 @@ def test_without_the_cache_a_stale_send_waits_and_an_unstarted_claim_is_still_re
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 10, 60])
 def test_backoff_grows_exponentially_with_jitter_under_the_cap(attempt):
     ceiling = min(600, 10 * 2 ** (attempt - 1))
-    delays = [rules.retry_delay(attempt, 10, 600) for _ in range(200)]
+    delays = [retries.retry_delay(attempt, 10, 600) for _ in range(200)]
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len(set(delays)) > 1
 
 
 def test_retry_after_is_honoured_within_the_cap():
-    assert rules.retry_delay(1, 10, 600, retry_after=42) == 42
-    assert rules.retry_delay(1, 10, 600, retry_after=3600) == 600
+    assert retries.retry_delay(1, 10, 600, retry_after=42) == 42
+    assert retries.retry_delay(1, 10, 600, retry_after=3600) == 600

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from messaging.delivery import rules
+from messaging.delivery.outcomes import Outcome
 from messaging.delivery.ports import (
     Admission,
     DeliveryFailed,
@@ -17,7 +18,6 @@ from messaging.delivery.ports import (
     Ports,
     Verdict,
 )
-from messaging.delivery.rules import Outcome
 from messaging.domain.message import Status
 from messaging.errors import CacheUnavailable
 from messaging.redis import flow
