@@ -12,7 +12,7 @@ import kombu.exceptions
 from celery import current_app, shared_task, signals
 from celery.exceptions import Retry
 
-from messaging.delivery import rules
+from messaging.delivery import outcomes, rules
 from messaging.domain.message import Claim
 from messaging.errors import AttemptFailed, BrokerUnavailable, DependencyUnavailable, MessageFailed
 from messaging.logs import fields
@@ -103,9 +103,9 @@ def send_message(self, message_id: str) -> str:
         if rules.outage_log.allow(f"send:{error.dependency}"):
             log.warning("event=delivery_deferred %s", fields(message_id=message_id, dependency=error.dependency, reason=error))
         return "deferred"
-    if report.outcome is rules.Outcome.FAILED:
+    if report.outcome is outcomes.Outcome.FAILED:
         raise MessageFailed(f"Message {message_id} failed for good: {report.error}")
-    if report.outcome is rules.Outcome.RETRY_LATER:
+    if report.outcome is outcomes.Outcome.RETRY_LATER:
         # The task ends in RETRY, saying why and when. A later batch makes the next attempt with
         # a new task: Retry is raised, not `self.retry()`, so nothing is re-published to the broker.
         next_attempt = f"next attempt at {report.retry_at:%Y-%m-%dT%H:%M:%SZ}"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from uuid import UUID
 
 from messaging.delivery.ports import DeliveryFailed, NotSent
-from messaging.delivery.rules import retry_delay
+from messaging.delivery.retries import retry_delay
 from messaging.domain.events import CallbackState, Event, Outcome, callback_body
 from messaging.domain.message import Message
 from messaging.domain.public import message_object
