@@ -72,7 +72,7 @@ def test_every_app_service_finds_the_writable_postgres_and_asks_the_sentinels_fo
         ), name
         assert environment["REDIS_URL"] == environment["CELERY_BROKER_URL"] == sentinels, name
         assert environment["REDIS_SENTINEL_MASTER"] == "mymaster" and environment["REDIS_SENTINEL_PASSWORD"] == PASSWORD
-        for dependency in ("postgres-standby", *SENTINELS):
+        for dependency in ("postgres-standby", "redis-replica", *SENTINELS):
             assert services[name]["depends_on"][dependency]["condition"] == "service_healthy", (name, dependency)
 
 
