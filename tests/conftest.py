@@ -13,7 +13,7 @@ import pytest
 import redis
 from psycopg import sql
 
-from localrun import servers
+from localrun import postgres_server, servers
 from messaging.postgres import migrations
 from messaging.runtime import Runtime
 from messaging.settings import Settings
@@ -57,6 +57,14 @@ def database_url() -> Iterator[str]:
     yield url
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def postgres_tools_path(request: pytest.FixtureRequest) -> str:
+    """PATH for psql and pg_dump: the embedded server's own first when the tests' PostgreSQL is embedded
+    (the machine's may be older, and pg_dump refuses a newer server)."""
+    embedded = any(server.kind == "PostgreSQL" and server.data_dir for server in request.config.stash.get(EMBEDDED, []))
+    return os.pathsep.join([str(postgres_server.binaries()), os.environ["PATH"]]) if embedded else os.environ["PATH"]
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ def ports() -> Iterator[tuple[int, int]]:
     for name in (f"postgres-{postgres_port}", f"redis-{redis_port}"):
         shutil.rmtree(servers.DEVDATA / name, ignore_errors=True)
         (servers.DEVDATA / f"{name}.log").unlink(missing_ok=True)
+        (servers.DEVDATA / f"{name}.owner").unlink(missing_ok=True)
 
 
 def urls(postgres_port: int, redis_port: int) -> tuple[str, str]:
