@@ -84,9 +84,9 @@ def ensure_one(kind: Kind, url: str) -> Server:
     left = _live_pid(data_dir / kind.pid_file)
     owner_file = DEVDATA / f"{kind.folder}-{port}.owner"
     if answer is True:
-        # Adopted only when the run that started it has gone: a live one (`make run` inside `make
-        # test`, say) stops its own servers, and they are used here as they are, never stopped.
-        if left is not None and not _owned_by_another_live_process(owner_file):
+        # Adopted only when the run that started (or adopted) it has gone: a live one (`make run`
+        # inside `make test`, this process itself) stops its own servers; they are used, never stopped.
+        if left is not None and _live_pid(owner_file) is None:
             server.data_dir, server.pid, server.how = data_dir, left, "embedded, reused from an earlier run"
             owner_file.write_text(f"{os.getpid()}\n")
         return server
@@ -157,12 +157,6 @@ def stop_pid(pid: int, signum: int) -> None:
             deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
         time.sleep(0.05)
     _reap(pid)
-
-
-def _owned_by_another_live_process(owner_file: Path) -> bool:
-    """Whether the process that started (or last adopted) a server still runs, and is not this one."""
-    owner = _live_pid(owner_file)
-    return owner is not None and owner != os.getpid()
 
 
 def _probe(host: str, port: int, hello: bytes, recognise: Callable[[bytes], bool]) -> bool | None:

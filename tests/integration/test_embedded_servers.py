@@ -69,6 +69,11 @@ def test_a_server_left_by_a_killed_run_is_reused_never_duplicated_and_stopped_by
     database_url, redis_url = urls(*ports)
     first = servers.ensure(database_url, redis_url)  # the run is killed: nobody stops these
     pids = [server.pid for server in first]
+    assert [server.how for server in servers.ensure(database_url, redis_url)] == ["already running"] * 2, (
+        "their owner still runs: used, never adopted"
+    )
+    for server in first:  # the process that owned them is gone
+        (servers.DEVDATA / f"{server.data_dir.name}.owner").unlink()
     second = servers.ensure(database_url, redis_url)
     try:
         assert [server.pid for server in second] == pids
