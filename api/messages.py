@@ -27,10 +27,15 @@ from messaging.postgres.records import FailedFilter
 
 blp = Blueprint("messages", __name__, url_prefix="/messaging", description="Messages and their delivery.")
 
-# The first message of the demo data (sql/demo_data.sql): Swagger UI's Try it out finds it under `make run`.
+# Messages of the demo data (sql/demo_data.sql), so that Swagger UI's Try it out gives a real answer
+# under `make run` (tests/integration/test_api_document.py tries each example). The first message:
 DEMO_MESSAGE_ID = "d6b8374e-fa68-5bb8-9315-679115aff80f"
-# The demo message that failed after two attempts: its attempts list is not empty.
+# The one that failed after two attempts: it lists attempts, and it can be retried.
 DEMO_FAILED_MESSAGE_ID = "7103b737-2731-5f5c-9ae2-a8aa384a22f7"
+# The one sent and delivered: it lists a delivery receipt and two events, with status callbacks off too.
+DEMO_DELIVERED_MESSAGE_ID = "6b530df7-89de-5b9e-b7ef-93fc6d92a8e8"
+# The one scheduled a month after the load: still pending, so it can be canceled, when the rest are sent.
+DEMO_SCHEDULED_MESSAGE_ID = "8ac93029-85e7-59a9-8851-106df84970b1"
 
 
 def _message_id(example: str) -> dict:
@@ -45,6 +50,8 @@ def _message_id(example: str) -> dict:
 
 MESSAGE_ID = _message_id(DEMO_MESSAGE_ID)
 FAILED_MESSAGE_ID = _message_id(DEMO_FAILED_MESSAGE_ID)
+DELIVERED_MESSAGE_ID = _message_id(DEMO_DELIVERED_MESSAGE_ID)
+SCHEDULED_MESSAGE_ID = _message_id(DEMO_SCHEDULED_MESSAGE_ID)
 
 
 @blp.route("/sent", methods=["GET"])
@@ -86,7 +93,7 @@ def failed(**query):
     BulkRetrySchema,
     required=False,
     error_status_code=422,
-    example={"failed_after": "2026-11-28T00:00:00Z", "error_contains": "HTTP 503", "limit": 1000},
+    example={"failed_after": "2026-11-28T00:00:00Z", "error_contains": "HTTP 400", "limit": 1000},
 )
 @blp.response(200, BulkRetryResultSchema, description="How many failed messages matched, and went back to pending.")
 @messaging_call(blp, 413, 422, documented=docs.BULK_RETRY_ERRORS)
@@ -140,7 +147,7 @@ def get(message_id: str):
     return _with_cached_delivery(message)
 
 
-@blp.route("/messages/<message_id>/retry", methods=["POST"], parameters=[MESSAGE_ID])
+@blp.route("/messages/<message_id>/retry", methods=["POST"], parameters=[FAILED_MESSAGE_ID])
 @blp.response(
     200, MessageSchema, description="The message, pending again with 0 attempts and no error.", example=PENDING_MESSAGE_EXAMPLE
 )
@@ -153,7 +160,7 @@ def retry(message_id: str):
     return _change(message_id, runtime().records.retry_failed, MessageNotRetryable, "a failed message can be retried")
 
 
-@blp.route("/messages/<message_id>/cancel", methods=["POST"], parameters=[MESSAGE_ID])
+@blp.route("/messages/<message_id>/cancel", methods=["POST"], parameters=[SCHEDULED_MESSAGE_ID])
 @blp.response(200, MessageSchema, description="The message, canceled.", example=docs.CANCELED_EXAMPLE)
 @messaging_call(blp, 404, 409, 413, documented=docs.CANCEL_ERRORS)
 def cancel(message_id: str):
@@ -184,7 +191,7 @@ def attempts(message_id: str, *, limit: int, cursor: str | None = None):
     return {"data": page, "pagination": {"limit": limit, "next_cursor": next_cursor}}
 
 
-@blp.route("/messages/<message_id>/events", methods=["GET"], parameters=[MESSAGE_ID])
+@blp.route("/messages/<message_id>/events", methods=["GET"], parameters=[DELIVERED_MESSAGE_ID])
 @blp.response(200, EventPageSchema, description="The message's delivery receipts and its status callback events.")
 @messaging_call(blp, 404)
 def events(message_id: str):

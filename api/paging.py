@@ -135,9 +135,10 @@ class AttemptQuerySchema(Schema):
         validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
         metadata={"description": f"Page size, 1 to {MAX_PAGE_SIZE}.", "example": DEFAULT_PAGE_SIZE},
     )
+    # No example: Swagger UI would send it, and the first page would start after that attempt.
     cursor = fields.String(
         validate=FullMatch(ATTEMPT_CURSOR, error="Not a cursor returned by this API."),
-        metadata={"description": "`pagination.next_cursor` of the previous page. Treat it as opaque.", "example": "1041"},
+        metadata={"description": "`pagination.next_cursor` of the previous page. Treat it as opaque."},
     )
 
 

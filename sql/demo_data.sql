@@ -1,8 +1,12 @@
--- Demo data: 40 pending messages, oldest first, and one that failed after two attempts (Swagger
--- UI's example for the attempts list: api/messages.py). Loaded by `python -m messaging load-demo`;
--- fixed ids make loading it again a no-op. One statement, whose answer is how many messages it added.
--- The failed message's times are the load's: pruning (ATTEMPT_RETENTION_DAYS, MESSAGE_RETENTION_DAYS)
--- counts from then, and the audit's sent counts never see it.
+-- Demo data: 40 pending messages, oldest first; one that failed after two attempts (Swagger UI's
+-- example for the attempts list and for retry); one sent and delivered, with its delivery receipt and
+-- its two events (the example for /events: make run has status callbacks off, so no event is written
+-- there otherwise); one scheduled a month ahead (the example for cancel: still pending once the others
+-- are sent). api/messages.py names them. Loaded by `python -m messaging load-demo`; fixed ids make
+-- loading it again a no-op. One statement, whose answer is how many messages it added.
+-- The times of the last three are the load's: pruning (ATTEMPT_RETENTION_DAYS, MESSAGE_RETENTION_DAYS)
+-- counts from then, and the audit's sent counts never see the sent one (it was sent before the
+-- counters began, at the first batch after the load).
 WITH pending AS (
 INSERT INTO messages (id, recipient_phone_number, content, sending_status, created_at, updated_at) VALUES
     ('d6b8374e-fa68-5bb8-9315-679115aff80f', '+49152601815', 'Password changed. If this was not you, call us right away.', 0, '2026-11-01 09:00:00+00', '2026-11-01 09:00:00+00'),
@@ -64,5 +68,44 @@ FROM failed CROSS JOIN (VALUES
     (2, 'retry', interval '1 minute', 9.7::real, 400::smallint, NULL::real,
      '{"message": "recipient_phone_number is not a mobile number"}')
 ) AS attempts (attempt, "trigger", ago, duration_ms, http_status, retry_after_seconds, answer)
+), sent AS (
+INSERT INTO messages (id, recipient_phone_number, content, sending_status, attempts, webhook_message_id, encoding,
+                      segments, delivery_status, delivered_at, created_at, sent_at, updated_at) VALUES
+    ('6b530df7-89de-5b9e-b7ef-93fc6d92a8e8', '+31612345678', 'Your table for two is confirmed for 20:00 tonight.', 1, 1,
+     '1a5d5086-7cf9-5927-ae46-76b3872f4075', 'GSM-7', 1, 'delivered', now() - interval '177 seconds',
+     now() - interval '3 minutes', now() - interval '179 seconds', now() - interval '177 seconds')
+ON CONFLICT (id) DO NOTHING
+RETURNING id, webhook_message_id
+), sent_attempt AS (
+INSERT INTO message_attempts (message_id, attempt, "trigger", started_at, duration_ms, http_status, answer)
+SELECT id, 1, 'scheduled', now() - interval '179.2 seconds', 11.8, 202,
+       '{"message": "Accepted", "messageId": "' || webhook_message_id || '"}'
+FROM sent
+), sent_inbox AS (
+-- What mark_sent writes while receipts are on: the provider's messageId against its message.
+INSERT INTO receipt_inbox (webhook_message_id, message_id)
+SELECT webhook_message_id, id FROM sent
+ON CONFLICT (webhook_message_id) DO NOTHING
+), sent_receipt AS (
+INSERT INTO delivery_receipts (webhook_message_id, status, reported_at, received_at, outcome)
+SELECT webhook_message_id, 'delivered', now() - interval '177 seconds', now() - interval '176.7 seconds', 'applied'
+FROM sent
+), sent_events AS (
+-- Their callbacks delivered, so that a dispatcher (STATUS_CALLBACKS on) never POSTs them anywhere.
+INSERT INTO message_events (message_id, type, occurred_at, callback_state, attempts, last_http_status, delivered_at)
+SELECT id, type, now() - ago, 'delivered', 1, 200, now() - ago + interval '0.2 seconds'
+FROM sent CROSS JOIN (VALUES
+    ('message.sent', interval '179 seconds'),
+    ('message.delivered', interval '176.7 seconds')
+) AS events (type, ago)
+ORDER BY ago DESC
+), scheduled AS (
+INSERT INTO messages (id, recipient_phone_number, content, send_at, next_attempt_at, encoding, segments, created_at,
+                      updated_at) VALUES
+    ('8ac93029-85e7-59a9-8851-106df84970b1', '+14155550123', 'Your subscription renews in three days.',
+     now() + interval '30 days', now() + interval '30 days', 'GSM-7', 1, now(), now())
+ON CONFLICT (id) DO NOTHING
+RETURNING id
 )
-SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM failed) AS added;
+SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM failed) + (SELECT count(*) FROM sent)
+       + (SELECT count(*) FROM scheduled) AS added;

@@ -6,13 +6,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 import redis
 from psycopg import sql
 
-from localrun import servers
+from localrun import postgres_server, servers
 from messaging.postgres import migrations
 from messaging.runtime import Runtime
 from messaging.settings import Settings
@@ -21,6 +22,9 @@ from tests.go_service import create_go_table, scratch_database
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Where the tests' servers listen: the machine's, or the embedded ones started below on these ports.
+POSTGRES_PORT = urlsplit(POSTGRES_URL).port or 5432
+REDIS_PORT = urlsplit(REDIS_SERVER).port or 6379
 REDIS_DB_LOCK = "messaging-tests:db-lock:{}"
 TEST_CONNECTION_NAME = "messaging-tests"
 UNIT_TESTS = Path(__file__).parent / "unit"
@@ -53,6 +57,14 @@ def database_url() -> Iterator[str]:
     yield url
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def postgres_tools_path(request: pytest.FixtureRequest) -> str:
+    """PATH for psql and pg_dump: the embedded server's own first when the tests' PostgreSQL is embedded
+    (the machine's may be older, and pg_dump refuses a newer server)."""
+    embedded = any(server.kind == "PostgreSQL" and server.data_dir for server in request.config.stash.get(EMBEDDED, []))
+    return os.pathsep.join([str(postgres_server.binaries()), os.environ["PATH"]]) if embedded else os.environ["PATH"]
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,9 @@ def go_database():
         yield url
 
 
-def test_the_cutover_runbook_takes_over_a_go_database_and_rolls_back(go_database, redis_url, receiver, tmp_path):
+def test_the_cutover_runbook_takes_over_a_go_database_and_rolls_back(
+    go_database, redis_url, receiver, tmp_path, postgres_tools_path
+):
     # The Go service's history: sent, failed, pending (inserted out of order), and rows it never checked.
     with psycopg.connect(go_database, autocommit=True) as conn:
         old_sent = [
@@ -103,7 +105,7 @@ def test_the_cutover_runbook_takes_over_a_go_database_and_rolls_back(go_database
         SEND_INTERVAL_SECONDS=INTERVAL,
         BACKUP=backup,
         API=api,
-        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        PATH=f"{BIN}{os.pathsep}{postgres_tools_path}",
         PYTHONPATH=ROOT,
     )
     stack = Stack(env, tmp_path)

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from harness.stack import free_port
+from tests.conftest import POSTGRES_PORT
 from tests.faults.drain import (
     assert_all_delivered,
     assert_audit_clean,
@@ -119,8 +120,9 @@ def test_postgresql_connections_terminated_during_a_drain_are_survived(fault_env
 
 
 def test_postgresql_down_for_a_while_is_survived_and_logged_without_a_flood(fault_env, make_stack, db, receiver):
-    proxy = TcpProxy(target_port=5432).start()
-    via_proxy = fault_env["DATABASE_URL"].replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    proxy = TcpProxy(target_port=POSTGRES_PORT).start()
+    via_proxy = fault_env["DATABASE_URL"].replace(f"127.0.0.1:{POSTGRES_PORT}", f"127.0.0.1:{proxy.port}")
+    assert via_proxy != fault_env["DATABASE_URL"], "the service connects through the proxy"
     insert_backlog(db, 1500)
     receiver.set_behaviour(delay_ms=2)
     stack = make_stack(**{**fault_env, "DATABASE_URL": via_proxy})

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from harness.stack import BIN, Stack, free_port
+from tests.conftest import POSTGRES_PORT, REDIS_PORT
 from tests.faults.drain import assert_all_delivered, insert_backlog, sent_count
 from tests.faults.network import (
     Namespace,
@@ -37,8 +38,6 @@ pytestmark = pytest.mark.e2e
 BACKLOG = 1500
 # The guarantee: a silent connection is noticed within about 15 s (messaging/timeouts.py).
 DETECTION_SECONDS = 15
-POSTGRES_PORT = 5432
-REDIS_PORT = 6379
 # Threads per worker: few, so that every pooled connection is in use when they go silent
 # (with spare room in the pool, fresh connections would hide stuck ones), and the partitioned
 # worker can have at most this many POSTs open when its link goes down.

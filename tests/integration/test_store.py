@@ -54,10 +54,12 @@ def test_migrate_is_safe_when_two_processes_run_it_at_once(database_url):
 
 
 def test_demo_data_loads_once(database_url, db):
-    assert migrations.load_demo_data(database_url) == 41
+    assert migrations.load_demo_data(database_url) == 43
     assert migrations.load_demo_data(database_url) == 0
-    assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 41
-    assert db.execute("SELECT count(*) AS n FROM message_attempts").fetchone()["n"] == 2, "the failed one's, once"
+    assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 43
+    assert db.execute("SELECT count(*) AS n FROM message_attempts").fetchone()["n"] == 3, "the failed and the sent one's, once"
+    assert db.execute("SELECT count(*) AS n FROM delivery_receipts").fetchone()["n"] == 1, "the sent one's, once"
+    assert db.execute("SELECT count(*) AS n FROM message_events").fetchone()["n"] == 2, "the sent one's, once"
 
 
 def test_a_claim_takes_the_batch_size_oldest_first(runtime, make_message):
