@@ -59,7 +59,7 @@ def test_the_prune_command_deletes_what_is_past_retention_at_once_and_counts_it(
 
 
 def test_the_receiver_command_serves_and_exits_on_sigterm() -> None:
-    env = {**os.environ, "RECEIVER_PORT": "0", "RECEIVER_DELAY_MS": "1"}
+    env = {**os.environ, "RECEIVER_PORT": "0", "RECEIVER_DELAY_MS": "1", "LOG_LEVEL": "INFO"}
     proc = subprocess.Popen([sys.executable, "-m", "receiver"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
