@@ -32,9 +32,11 @@ BEGIN
         ALTER TABLE messages ALTER COLUMN content TYPE varchar(160);
     END IF;
     -- GORM left the times nullable. From now on no row gets a NULL time; the rows that
-    -- have one are filled in step 2, and the columns become NOT NULL in step 5.
+    -- have one are filled in step 2, and the columns become NOT NULL in step 5. Each lookup of
+    -- these CHECKs names contype 'c': PostgreSQL 18 keeps a column's NOT NULL in pg_constraint
+    -- under the same name, <table>_<column>_not_null, and dropping that one makes the column nullable.
     IF NOT (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'messages'::regclass AND attname = 'created_at')
-       AND NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'messages'::regclass AND conname = 'messages_created_at_not_null') THEN
+       AND NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'messages'::regclass AND conname = 'messages_created_at_not_null' AND contype = 'c') THEN
         ALTER TABLE messages
             ADD CONSTRAINT messages_created_at_not_null CHECK (created_at IS NOT NULL) NOT VALID,
             ADD CONSTRAINT messages_updated_at_not_null CHECK (updated_at IS NOT NULL) NOT VALID;
@@ -94,7 +96,7 @@ BEGIN
                 found.status;
         END IF;
     END IF;
-    IF EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'messages'::regclass AND conname = 'messages_created_at_not_null') THEN
+    IF EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'messages'::regclass AND conname = 'messages_created_at_not_null' AND contype = 'c') THEN
         UPDATE messages
         SET created_at = coalesce(created_at, updated_at, now()),
             updated_at = coalesce(updated_at, created_at, now())
@@ -162,7 +164,7 @@ BEGIN
         END;
     END LOOP;
     -- With a valid CHECK (x IS NOT NULL) in place, SET NOT NULL skips its own scan.
-    IF EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'messages'::regclass AND conname = 'messages_created_at_not_null') THEN
+    IF EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'messages'::regclass AND conname = 'messages_created_at_not_null' AND contype = 'c') THEN
         ALTER TABLE messages ALTER COLUMN created_at SET NOT NULL, ALTER COLUMN updated_at SET NOT NULL;
         ALTER TABLE messages DROP CONSTRAINT messages_created_at_not_null, DROP CONSTRAINT messages_updated_at_not_null;
     END IF;

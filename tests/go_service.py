@@ -83,8 +83,9 @@ def schema_of(url: str) -> dict[str, list[tuple]]:
                 "FROM information_schema.columns WHERE table_name = 'messages' ORDER BY ordinal_position"
             ).fetchall(),
             "constraints": conn.execute(
+                # NOT NULL is the columns' is_nullable; PostgreSQL 18 also lists it here, named by how it came.
                 "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
-                "WHERE conrelid = 'messages'::regclass ORDER BY conname"
+                "WHERE conrelid = 'messages'::regclass AND contype <> 'n' ORDER BY conname"
             ).fetchall(),
             "indexes": conn.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'messages' ORDER BY indexname"
