@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 
 from marshmallow import ValidationError, fields, validate
 
 from messaging.domain.message import Status
+from messaging.domain.public import utc_iso
 
 # PostgreSQL text cannot hold NUL; written for both Python and ECMA-262 (the document's regex dialect).
 NO_NUL = r"^[^\u0000]*$"
@@ -73,14 +74,11 @@ class UtcDateTime(fields.DateTime):
     """ISO 8601 in UTC, whatever the database session's time zone."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if isinstance(value, datetime):
-            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-        return super()._serialize(value, attr, obj, **kwargs)
+        return utc_iso(value) if isinstance(value, datetime) else super()._serialize(value, attr, obj, **kwargs)
 
 
 class StatusField(fields.String):
+    """A message's status by name (the values come from messaging/domain/public.py)."""
+
     def __init__(self, **kwargs):
         super().__init__(validate=validate.OneOf([status.label for status in Status]), **kwargs)
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return value.label if isinstance(value, Status) else value

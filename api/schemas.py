@@ -79,8 +79,8 @@ class MessageSchema(Schema):
             "UCS-2 70 or 67 UTF-16 units (a character beyond the BMP, such as an emoji, takes two).",
         },
     )
-    delivery_status = fields.Function(
-        lambda message: message.delivery_status.value if message.delivery_status else None,
+    delivery_status = fields.String(
+        dump_only=True,
         required=True,
         allow_none=True,
         metadata={

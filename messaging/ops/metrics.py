@@ -112,44 +112,42 @@ class _Collector:
 
 
 def _pruned(raw: dict[str, str]) -> CounterMetricFamily:
-    pruned = CounterMetricFamily(
-        "messaging_pruned", "Rows deleted by retention (MESSAGE_RETENTION_DAYS, ATTEMPT_RETENTION_DAYS).", labels=["kind"]
-    )
-    for kind in ("messages", "attempts"):
-        pruned.add_metric([kind], float(raw.get(kind, 0)))
-    return pruned
+    return _by_label("messaging_pruned", "Rows deleted by retention (MESSAGE_RETENTION_DAYS, ATTEMPT_RETENTION_DAYS).",
+                     "kind", ("messages", "attempts"), raw)  # fmt: skip
 
 
 def _failovers(raw: dict[str, str]) -> CounterMetricFamily:
-    seen = CounterMetricFamily(
-        "messaging_failovers", "Times a process found its PostgreSQL primary or Redis master replaced.", labels=["dependency"]
-    )
-    for dependency in ("postgresql", "redis"):
-        seen.add_metric([dependency], float(raw.get(dependency, 0)))
-    return seen
+    return _by_label("messaging_failovers", "Times a process found its PostgreSQL primary or Redis master replaced.",
+                     "dependency", ("postgresql", "redis"), raw)  # fmt: skip
 
 
 def _callbacks(raw: dict[str, str]) -> CounterMetricFamily:
-    attempts = CounterMetricFamily(
+    return _by_label(
         "messaging_callbacks",
         "Status callback POSTs by result: delivered (2xx); retrying (failed, tried again later); failed (no more).",
-        labels=["result"],
+        "result",
+        ("delivered", "retrying", "failed"),
+        raw,
     )
-    for result in ("delivered", "retrying", "failed"):
-        attempts.add_metric([result], float(raw.get(result, 0)))
-    return attempts
+
+
+def _by_label(name: str, documentation: str, label: str, values: tuple[str, ...], raw: dict[str, str]) -> CounterMetricFamily:
+    """A counter with one sample per value of `label`, from a Redis hash of counts by value (0 when absent)."""
+    counter = CounterMetricFamily(name, documentation, labels=[label])
+    for value in values:
+        counter.add_metric([value], float(raw.get(value, 0)))
+    return counter
 
 
 def _receipts(counts: dict[str, str], delay: dict[str, str]) -> Iterable:
     """Delivery receipts by the provider's status (and the sweep's `expired`), orphans dropped, and their delay."""
-    by_status = CounterMetricFamily(
+    yield _by_label(
         "messaging_receipts",
         "Delivery receipts taken, by the provider's status; `expired`: sent messages the sweep expired.",
-        labels=["status"],
+        "status",
+        (*(status.value for status in ProviderStatus), EXPIRED),
+        counts,
     )
-    for status in [status.value for status in ProviderStatus] + [EXPIRED]:
-        by_status.add_metric([status], float(counts.get(status, 0)))
-    yield by_status
     yield CounterMetricFamily(
         "messaging_receipt_orphans",
         "Receipts whose messageId no message had within RECEIPT_ORPHAN_SECONDS: dropped.",
