@@ -28,7 +28,7 @@ def binaries() -> Path:
 
 def start(host: str, port: int, data_dir: Path) -> tuple[subprocess.Popen, Path]:
     programs = binaries()
-    user = _unprivileged_user()
+    user = unprivileged_user()
     if not (data_dir / "PG_VERSION").exists():
         _initdb(programs, data_dir, user)
     _check_major_version(programs, data_dir, host, port)
@@ -68,7 +68,9 @@ POSTGRES = Kind(
 )
 
 
-def _unprivileged_user() -> pwd.struct_passwd | None:
+def unprivileged_user() -> pwd.struct_passwd | None:
+    """Who runs PostgreSQL: nobody under root (it refuses root), else the caller (None). ServerError, saying
+    what to do, when that user could not enter the folders above .devdata/."""
     if os.geteuid() != 0:
         return None
     user = pwd.getpwnam(UNPRIVILEGED_USER)
