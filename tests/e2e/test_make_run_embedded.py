@@ -11,10 +11,8 @@ import pytest
 import requests
 
 from harness.stack import ROOT, environment, free_port
-from localrun import postgres_server
-from localrun.embedded import ServerError
 from tests.e2e.test_make_run import CTRL_C, Terminal, descendants, process_table, still_running
-from tests.helpers import wait_for
+from tests.helpers import skip_unless_embedded_postgres_can_run_here, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +21,7 @@ pytestmark = pytest.mark.e2e
 def nothing_listening(tmp_path):
     """URLs at free loopback ports, the embedded servers' data removed afterwards. Under root in a checkout
     nobody may enter (a `mktemp -d` clone), `make run` refuses by design with one line: skipped, saying it."""
-    try:
-        postgres_server.unprivileged_user()
-    except ServerError as refusal:
-        pytest.skip(str(refusal))
+    skip_unless_embedded_postgres_can_run_here()
     postgres_port, redis_port, receiver_port = free_port(), free_port(), free_port()
     env = environment(
         DATABASE_URL=f"postgresql://postgres@127.0.0.1:{postgres_port}/messaging",

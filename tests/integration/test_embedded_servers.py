@@ -15,10 +15,12 @@ import redis
 
 from harness.stack import free_port
 from localrun import servers
+from tests.helpers import skip_unless_embedded_postgres_can_run_here
 
 
 @pytest.fixture
 def ports() -> Iterator[tuple[int, int]]:
+    skip_unless_embedded_postgres_can_run_here()
     postgres_port, redis_port = free_port(), free_port()
     yield postgres_port, redis_port
     for name in (f"postgres-{postgres_port}", f"redis-{redis_port}"):
