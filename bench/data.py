@@ -151,6 +151,10 @@ def count_sent(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM messages WHERE sending_status = 1").fetchone()[0]
 
 
+def count_callbacks_delivered(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM message_events WHERE callback_state = 'delivered'").fetchone()[0]
+
+
 def counts(conn: psycopg.Connection) -> dict[int, int]:
     return dict(conn.execute("SELECT sending_status, count(*) FROM messages GROUP BY 1").fetchall())
 

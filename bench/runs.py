@@ -108,6 +108,8 @@ def run_system(where: data.Place, receiver: ReceiverProcess, variant: Variant, *
     )
     check_exactly_once(receiver, count, "the system")
     log(f"{name}: system {real.rate:.0f} msg/s")
+    if real.callbacks_seconds is not None:
+        log(f"{name}: every callback delivered after {real.callbacks_seconds:.1f} s (sends: {real.seconds:.1f} s)")
     note_cpu(f"{name}: system, {variant.label}", count, real.roles)
     return real
 

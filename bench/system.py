@@ -28,6 +28,8 @@ class Run:
     sent: int
     seconds: float
     roles: dict[str, float]  # CPU seconds by kind of process: workers, beat, PostgreSQL, Redis, the receiver...
+    # With status callbacks on: seconds from the start until every message's callback was delivered.
+    callbacks_seconds: float | None = None
 
     @property
     def rate(self) -> float:
@@ -54,7 +56,8 @@ def drain(
     broker_url: str | None = None,
     timeout: float = 300,
 ) -> Run:
-    """Start worker and beat (sending off), switch sending on, and time until `count` are sent."""
+    """Start worker and beat (sending off), switch sending on, and time until `count` are sent; with status
+    callbacks on, also until each message's callback is delivered (CPU counted to the last send only)."""
     env = environment(
         DATABASE_URL=where.database_url,
         REDIS_URL=where.redis_url,
@@ -92,7 +95,16 @@ def drain(
                 time.sleep(POLL_SECONDS)
             seconds = time.perf_counter() - started
             roles = cpu_spent(roles)
-        return Run(sent, seconds, roles)
+            callbacks_seconds = None
+            if env.get("STATUS_CALLBACKS") == "on":
+                deadline = time.perf_counter() + timeout
+                while data.count_callbacks_delivered(conn) < count:
+                    if time.perf_counter() > deadline:
+                        raise RuntimeError(f"system: callbacks {data.count_callbacks_delivered(conn)}/{count} "
+                                           f"delivered after {timeout}s")
+                    time.sleep(POLL_SECONDS)
+                callbacks_seconds = time.perf_counter() - started
+        return Run(sent, seconds, roles, callbacks_seconds)
     finally:
         switch.set(keys.ENABLED, "0")
         switch.close()

@@ -169,8 +169,8 @@ def send_callbacks(self, token: str) -> str:
         if results:
             rt.counters.callbacks(results)
             log.info("event=callbacks %s", fields(batch=token, **results))
-            # This batch's place in flight is free: the next full batch goes now, not at the next sweep
-            # (not after a batch given back for want of a slot: that would only hand it round again).
+            # This batch's place in flight is free: the next full batch goes now, not at the next sweep, unless
+            # sends queue up (not after a batch given back for want of a slot: that would only hand it round again).
             _dispatch_callbacks(full_only=True)
     except DependencyUnavailable as error:
         # The batch stays handed out; it is due again when its lease ends.

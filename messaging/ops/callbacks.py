@@ -12,7 +12,8 @@ are handed out at once across all workers, and a worker POSTs callbacks on at mo
 THREADS_PER_CALLBACK_SLOT at a time (a task that finds no slot free gives its batch back at once). Each
 POST is bounded by STATUS_CALLBACK_TIMEOUT_SECONDS and a batch starts no POST after BATCH_SECONDS (the
 rest go back, uncounted), so a slow receiver holds a few threads for a bounded time, and sends keep the
-rest. Nothing here ever touches a message.
+rest. While sends queue up for the workers, callbacks yield: one batch in flight, handed out once a
+second. Nothing here ever touches a message.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from messaging.settings import Settings
 # Events per batch, and batches handed out and not yet reported, across all workers.
 BATCH_SIZE = 50
 BATCHES_IN_FLIGHT = 8
+# Callbacks yield to sends: while this many claims wait for a worker to start them (sends queue up), at most
+# BATCHES_WHILE_SENDS_QUEUED batches are in flight, handed out by the sweep only (not by a task that has just
+# reported), so sends keep the CPU and callbacks catch up once the queue empties (bench/PROFILE.md).
+SENDS_QUEUED_CLAIMS = 100
+BATCHES_WHILE_SENDS_QUEUED = 1
 # A batch starts no POST after this long; the events it did not reach are due again at once.
 BATCH_SECONDS = 10.0
 # The sweep that hands out events due (first attempts, retries after their backoff, and those whose
@@ -61,7 +67,8 @@ def dispatch(events: EventRecords, settings: Settings, *, full_only: bool = Fals
     """Hand out the events due now in batches; each batch's token, the id of the task to POST it (none while
     callbacks are off). With `full_only`, only batches of BATCH_SIZE: a task that has just reported hands
     out the next full batch at once, and the sweep the rest within DISPATCH_EVERY_SECONDS; under load,
-    batches stay full rather than one per handful of events."""
+    batches stay full rather than one per handful of events. While sends queue up, only the sweep hands
+    out, one batch at a time."""
     if not settings.status_callbacks:
         return []
     tokens: list[UUID] = []
@@ -69,7 +76,8 @@ def dispatch(events: EventRecords, settings: Settings, *, full_only: bool = Fals
         token = uuid.uuid4()
         handed = events.dispatch_batch(token, size=BATCH_SIZE, batches=BATCHES_IN_FLIGHT,
                                        lease_seconds=lease_seconds(settings),
-                                       at_least=BATCH_SIZE if full_only else 1)  # fmt: skip
+                                       at_least=BATCH_SIZE if full_only else 1, sends_queued=SENDS_QUEUED_CLAIMS,
+                                       batches_while_sends_queued=0 if full_only else BATCHES_WHILE_SENDS_QUEUED)  # fmt: skip
         if handed:
             tokens.append(token)
         if handed < BATCH_SIZE:

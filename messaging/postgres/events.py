@@ -21,11 +21,14 @@ class EventRecords:
 
     pool: ConnectionPool
 
-    def dispatch_batch(self, token: UUID, *, size: int, batches: int, lease_seconds: float, at_least: int = 1) -> int:
-        """Hand out up to `size` events due now as the batch `token`, unless `batches` are in flight or fewer than
-        `at_least` are due; how many."""
+    def dispatch_batch(self, token: UUID, *, size: int, batches: int, lease_seconds: float, at_least: int = 1,
+                       sends_queued: int, batches_while_sends_queued: int) -> int:
+        """Hand out up to `size` events due now as the batch `token`, unless `batches` are in flight (or
+        `batches_while_sends_queued`, while `sends_queued` claims wait for a worker) or fewer than `at_least` are
+        due; how many."""
         rows = fetch_all(self.pool, "dispatch_callback_batch", token=token, size=size, batches=batches,
-                         lease=lease_seconds, at_least=at_least)  # fmt: skip
+                         lease=lease_seconds, at_least=at_least, sends_queued=sends_queued,
+                         batches_while_sends_queued=batches_while_sends_queued)  # fmt: skip
         return len(rows)
 
     def batch(self, token: UUID) -> list[tuple[Event, Message | None]]:

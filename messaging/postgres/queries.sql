@@ -508,13 +508,21 @@ SELECT count(*) AS total FROM messages WHERE delivery_status IS NOT NULL AND sen
 -- the dispatch token %(token)s (the id of the task that POSTs them) and a lease of %(lease)s seconds. A
 -- batch whose task never reported (a crashed worker) is due again when its lease ends. Nothing while
 -- %(batches)s batches are handed out and unreported, so a slow callback receiver holds at most that many
--- threads across all workers; nothing when fewer than %(at_least)s are due.
-WITH in_flight AS (
+-- threads across all workers; nothing when fewer than %(at_least)s are due. While %(sends_queued)s claims or
+-- more wait for a worker to start them (sends queue up), callbacks yield to sends: %(batches_while_sends_queued)s
+-- batches in flight instead (the claims counted no further than that, along messages_claimed_idx).
+WITH sends_queued AS (
+    SELECT count(*) >= %(sends_queued)s AS yes FROM (
+        SELECT 1 FROM messages WHERE sending_status = 3 AND sending_started_at IS NULL LIMIT %(sends_queued)s
+    ) AS waiting
+), in_flight AS (
     SELECT count(DISTINCT dispatch_token) AS batches FROM message_events
     WHERE dispatch_token IS NOT NULL AND callback_state = 'pending' AND next_attempt_at > now()
 ), due AS (
     SELECT id FROM message_events
-    WHERE callback_state = 'pending' AND next_attempt_at <= now() AND (SELECT batches FROM in_flight) < %(batches)s
+    WHERE callback_state = 'pending' AND next_attempt_at <= now()
+      AND (SELECT batches FROM in_flight)
+          < CASE WHEN (SELECT yes FROM sends_queued) THEN %(batches_while_sends_queued)s ELSE %(batches)s END
     ORDER BY next_attempt_at, seq
     LIMIT %(size)s
     FOR UPDATE SKIP LOCKED

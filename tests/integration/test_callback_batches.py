@@ -82,6 +82,23 @@ def test_a_task_that_reported_hands_out_full_batches_only_and_the_sweep_the_rest
     assert len(events.batch(rest)) == 2
 
 
+def test_callbacks_yield_to_sends_one_batch_from_the_sweep_while_claims_wait_for_a_worker(runtime, events, settings,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(callbacks, "SENDS_QUEUED_CLAIMS", 3)
+    canceled(runtime, callbacks.BATCH_SIZE * 4)
+    records = Records(runtime.pool)
+    for n in range(3):
+        records.insert("+905551112233", f"waiting {n}")
+    claims = records.claim_due(3)
+    assert len(claims) == 3, "three sends wait for a worker"
+    assert callbacks.dispatch(events, settings, full_only=True) == [], "a task that reported hands out nothing"
+    [one] = callbacks.dispatch(events, settings)
+    assert len(events.batch(one)) == callbacks.BATCH_SIZE
+    assert callbacks.dispatch(events, settings) == [], "one batch in flight while sends queue up"
+    assert records.start_sending(claims[0].message_id, claims[0].token) is not None
+    assert len(callbacks.dispatch(events, settings)) == 3, "two waiting: no longer queued, the rest go out"
+
+
 def test_a_batch_posts_each_event_signed_and_records_all_outcomes_in_one_go(
     runtime, events, settings, client, callback_receiver, db
 ):
