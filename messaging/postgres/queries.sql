@@ -27,13 +27,22 @@ noted AS (
     WHERE %(callbacks)s
 )
 
+-- name: claims_waiting
+-- The common table expression of the claims no worker has started yet: sends waiting in the queue,
+-- along messages_claimed_idx.
+claims_waiting AS (
+    SELECT id FROM messages WHERE sending_status = 3 AND sending_started_at IS NULL
+)
+
 -- name: claim_due_messages
 -- Claim due pending messages, each with a fresh claim token: oldest first by the time each became
 -- due (send_at when scheduled, else created_at), along messages_pending_due_idx, which stops at now()
 -- however many are scheduled for later; next_attempt_at holds back retries. Up to %(limit)s less the
 -- claims still waiting for a worker, so batches never pile up sends that would expire in the queue.
-WITH waiting AS (
-    SELECT count(*) AS claims FROM messages WHERE sending_status = 3 AND sending_started_at IS NULL
+WITH
+-- include: claims_waiting
+, waiting AS (
+    SELECT count(*) AS claims FROM claims_waiting
 ), due AS (
     SELECT id FROM messages
     WHERE sending_status = 0 AND coalesce(send_at, created_at) <= now() AND next_attempt_at <= now()
@@ -510,11 +519,11 @@ SELECT count(*) AS total FROM messages WHERE delivery_status IS NOT NULL AND sen
 -- %(batches)s batches are handed out and unreported, so a slow callback receiver holds at most that many
 -- threads across all workers; nothing when fewer than %(at_least)s are due. While %(sends_queued)s claims or
 -- more wait for a worker to start them (sends queue up), callbacks yield to sends: %(batches_while_sends_queued)s
--- batches in flight instead (the claims counted no further than that, along messages_claimed_idx).
-WITH sends_queued AS (
-    SELECT count(*) >= %(sends_queued)s AS yes FROM (
-        SELECT 1 FROM messages WHERE sending_status = 3 AND sending_started_at IS NULL LIMIT %(sends_queued)s
-    ) AS waiting
+-- batches in flight instead (the claims counted no further than that).
+WITH
+-- include: claims_waiting
+, sends_queued AS (
+    SELECT count(*) >= %(sends_queued)s AS yes FROM (SELECT 1 FROM claims_waiting LIMIT %(sends_queued)s) AS waiting
 ), in_flight AS (
     SELECT count(DISTINCT dispatch_token) AS batches FROM message_events
     WHERE dispatch_token IS NOT NULL AND callback_state = 'pending' AND next_attempt_at > now()
