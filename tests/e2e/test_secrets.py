@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -28,8 +27,7 @@ def redis_with_password(tmp_path):
     """A Redis of this test's own that requires a password, as compose's does."""
     port = free_port()
     server = subprocess.Popen(
-        [redis_server.binary() or shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-         "127.0.0.1", "--requirepass", SECRETS["redis"],
+        [redis_server.binary(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", SECRETS["redis"],
          "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -30,9 +29,8 @@ class PrivateRedis:
 
     def start(self) -> PrivateRedis:
         # The Valkey `make test` embeds (localrun/redis_server.py): also where the machine has no redis-server.
-        binary = redis_server.binary() or shutil.which("redis-server") or "redis-server"
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [redis_server.binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
