@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from messaging.errors import DependencyUnavailable
 from messaging.postgres import pool as postgres_pool
+from messaging.postgres.events import EventRecords
 from messaging.redis import breaker, keys
 from messaging.domain.receipts import ProviderStatus
 from messaging.redis.counters import EXPIRED, LATENCY_BUCKETS, ORPHANS, RECEIPT_DELAY_BUCKETS
@@ -23,7 +24,8 @@ from messaging.settings import Settings
 
 
 class _Collector:
-    """Reads Redis and the shared counts at scrape time; asks PostgreSQL only `SELECT 1`."""
+    """Reads Redis and the shared counts at scrape time; asks PostgreSQL only `SELECT 1` and, while status
+    callbacks are on, for the first entry of an index (how late they are)."""
 
     def __init__(self, pool: ConnectionPool, client: redis.Redis, counts: StatusCounts, settings: Settings) -> None:
         self.pool = pool
@@ -42,6 +44,12 @@ class _Collector:
             for status, total in self.counts.get().items():
                 messages.add_metric([status.label], total)
             yield messages
+            if self.settings.status_callbacks:
+                yield GaugeMetricFamily(
+                    "messaging_callbacks_overdue_seconds",
+                    "How long the status callback waiting longest past its due time has waited (0 when none).",
+                    value=EventRecords(self.pool).overdue_seconds(),
+                )
             up.add_metric(["postgresql"], 1)
         except DependencyUnavailable:
             up.add_metric(["postgresql"], 0)

@@ -10,7 +10,7 @@ from psycopg_pool import ConnectionPool
 
 from messaging.domain.events import CallbackState, Event, EventEntry, EventType, Outcome
 from messaging.domain.message import Message
-from messaging.postgres.pool import fetch_all
+from messaging.postgres.pool import fetch_all, fetch_one
 
 ERROR_LIMIT = 500  # characters of a callback's last error kept
 
@@ -65,3 +65,8 @@ class EventRecords:
         """A message's events in the order they were written, with their callbacks' state."""
         rows = fetch_all(self.pool, "list_events", message_id=message_id, limit=limit)
         return [EventEntry.from_row(row) for row in rows]
+
+    def overdue_seconds(self) -> float:
+        """How long the event waiting longest past its due time has waited (0 when none is overdue)."""
+        row = fetch_one(self.pool, "callbacks_overdue")
+        return float(row["seconds"]) if row else 0.0

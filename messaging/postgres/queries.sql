@@ -584,3 +584,11 @@ FROM message_events
 WHERE message_id = %(message_id)s
 ORDER BY seq
 LIMIT %(limit)s;
+
+-- name: callbacks_overdue
+-- How long the status callback event waiting longest past its due time has waited, in seconds (0 when none
+-- is overdue): the first entry of message_events_due_idx. A batch handed out is due again only when its lease
+-- ends, so this counts events no task holds: those the dispatcher has not reached, and a crashed task's.
+SELECT coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float8 AS seconds
+FROM message_events
+WHERE callback_state = 'pending' AND next_attempt_at <= now();

@@ -170,3 +170,18 @@ def test_metrics_count_callback_attempts_by_result(runtime, shared_app):
     samples = scrape(shared_app(api_token=TOKEN).test_client())
     assert [samples[("messaging_callbacks_total", (("result", result),))] for result in ("delivered", "retrying", "failed")] == [
         4, 2, 1]  # fmt: skip
+
+
+def test_metrics_say_how_long_the_most_overdue_callback_has_waited_while_callbacks_are_on(
+    runtime, events, settings, shared_app, db
+):
+    overdue = ("messaging_callbacks_overdue_seconds", ())
+    on = shared_app(api_token=TOKEN, status_callbacks=True).test_client()
+    assert scrape(on)[overdue] == 0, "nothing waits"
+    canceled(runtime, 2)
+    db.execute("UPDATE message_events SET next_attempt_at = now() - interval '120 s'"
+               " WHERE seq = (SELECT min(seq) FROM message_events)")  # fmt: skip
+    assert 120 <= scrape(on)[overdue] < 125
+    callbacks.dispatch(events, settings)
+    assert scrape(on)[overdue] == 0, "a task holds them now, until its lease ends"
+    assert overdue not in scrape(shared_app(api_token=TOKEN).test_client()), "no gauge while callbacks are off"
