@@ -21,7 +21,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app with its own pool, Redis client and broker producer."""
-    from api import auth, browsers, docs, errors, health, messages, receipts, sending
+    from api import auth, browsers, callbacks, docs, errors, health, messages, receipts, sending
 
     settings = settings or Settings.from_env()
     auth.check_access(settings)
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(auth.require_token)
     app.after_request(_no_content_for_options)
     api = docs.MessagingApi(app, spec_kwargs=docs.SPEC_KWARGS)
-    for blueprint in (sending.blp, messages.blp, receipts.blp, health.blp):
+    for blueprint in (sending.blp, messages.blp, receipts.blp, callbacks.blp, health.blp):
         api.register_blueprint(blueprint)
     docs.register(app, api)
     errors.register(app)

@@ -7,6 +7,7 @@ from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
 from api.examples import EXAMPLE_CONTENT, EXAMPLE_ID, EXAMPLE_PHONE, EXAMPLE_SEND_AT
+from api.fields import ZonedDateTime
 from api.schemas import ApiErrorSchema
 from messaging.errors import CrossSiteRequest
 
@@ -124,6 +125,17 @@ BULK_RETRY_ERRORS = {
         ),
         "example": error_example(
             "validation_error", "Invalid request body.", {"limit": ["Must be greater than or equal to 1 and less than or equal to 10000."]}
+        ),
+    }
+}
+CALLBACK_RETRY_ERRORS = {
+    422: {
+        "description": (
+            "Invalid body, with per-field messages: an unknown or mistyped property, a time without a time "
+            "zone, `limit` outside 1 to 10,000."
+        ),
+        "example": error_example(
+            "validation_error", "Invalid request body.", {"occurred_after": [ZonedDateTime.ERROR]}
         ),
     }
 }

@@ -242,13 +242,25 @@ class AttemptSchema(Schema):
     )
 
 
-class BulkRetrySchema(Schema):
-    """Which failed messages to retry; every property is optional, and none means all (up to `limit`)."""
+class BulkRetryLimitSchema(Schema):
+    """How many a bulk retry takes at most, and whether it only counts them; its filter is the subclass's."""
 
     class Meta:
         unknown = RAISE
 
     error_messages = {"type": "Must be a JSON object."}
+
+    limit = fields.Integer(
+        strict=True,
+        load_default=DEFAULT_BULK_RETRY,
+        validate=validate.Range(min=1, max=MAX_BULK_RETRY),
+        metadata={"example": DEFAULT_BULK_RETRY, "description": f"At most this many: 1 to {MAX_BULK_RETRY:,}."},
+    )
+    dry_run = JsonBoolean(load_default=False, metadata={"example": False, "description": "Only count what matches."})
+
+
+class BulkRetrySchema(BulkRetryLimitSchema):
+    """Which failed messages to retry; every property is optional, and none means all (up to `limit`)."""
 
     failed_after = ZonedDateTime(
         metadata={"example": "2026-11-28T00:00:00Z", "description": "Failed at or after this time (ISO 8601 with a zone)."}
@@ -260,22 +272,10 @@ class BulkRetrySchema(Schema):
         validate=[validate.Length(min=1, max=500, error="Must be 1 to 500 characters.")],
         metadata={"example": "HTTP 503", "description": "Text the message's `last_error` contains, in any case."},
     )
-    limit = fields.Integer(
-        strict=True,
-        load_default=DEFAULT_BULK_RETRY,
-        validate=validate.Range(min=1, max=MAX_BULK_RETRY),
-        metadata={
-            "example": DEFAULT_BULK_RETRY,
-            "description": f"At most this many, the most recently failed first: 1 to {MAX_BULK_RETRY:,}.",
-        },
-    )
-    dry_run = JsonBoolean(
-        load_default=False, metadata={"example": False, "description": "Only count the matching messages."}
-    )
 
 
 class BulkRetryResultSchema(Schema):
-    matched = fields.Integer(required=True, metadata={"example": 42, "description": "Failed messages the filter took."})
+    matched = fields.Integer(required=True, metadata={"example": 42, "description": "How many the filter took."})
     retried = fields.Integer(
         required=True, metadata={"example": 42, "description": "Of those, how many are pending again (0 on a dry run)."}
     )

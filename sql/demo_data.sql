@@ -1,7 +1,8 @@
 -- Demo data: 40 pending messages, oldest first; one that failed after two attempts (Swagger UI's
--- example for the attempts list and for retry); one sent and delivered, with its delivery receipt and
--- its two events (the example for /events: make run has status callbacks off, so no event is written
--- there otherwise); one scheduled a month ahead (the example for cancel: still pending once the others
+-- example for the attempts list and for retry), whose status callback failed too (the example for
+-- callbacks/retry: with status callbacks off, one retried waits as pending); one sent and delivered,
+-- with its delivery receipt and its two events (the example for /events: make run has status
+-- callbacks off, so no event is written there otherwise); one scheduled a month ahead (the example for cancel: still pending once the others
 -- are sent). api/messages.py names them. Loaded by `python -m messaging load-demo`; fixed ids make
 -- loading it again a no-op. One statement, whose answer is how many messages it added.
 -- The times of the last three are the load's: pruning (ATTEMPT_RETENTION_DAYS, MESSAGE_RETENTION_DAYS)
@@ -68,6 +69,10 @@ FROM failed CROSS JOIN (VALUES
     (2, 'retry', interval '1 minute', 9.7::real, 400::smallint, NULL::real,
      '{"message": "recipient_phone_number is not a mobile number"}')
 ) AS attempts (attempt, "trigger", ago, duration_ms, http_status, retry_after_seconds, answer)
+), failed_event AS (
+INSERT INTO message_events (message_id, type, occurred_at, callback_state, attempts, last_http_status, last_error)
+SELECT id, 'message.failed', now() - interval '59 seconds', 'failed', 10, 503, 'HTTP 503 Service Unavailable'
+FROM failed
 ), sent AS (
 INSERT INTO messages (id, recipient_phone_number, content, sending_status, attempts, webhook_message_id, encoding,
                       segments, delivery_status, delivered_at, created_at, sent_at, updated_at) VALUES

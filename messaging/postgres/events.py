@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from uuid import UUID
 
 from psycopg_pool import ConnectionPool
@@ -11,8 +12,18 @@ from psycopg_pool import ConnectionPool
 from messaging.domain.events import CallbackState, Event, EventEntry, EventType, Outcome
 from messaging.domain.message import Message
 from messaging.postgres.pool import fetch_all, fetch_one
+from messaging.postgres.records import BulkRetry
 
 ERROR_LIMIT = 500  # characters of a callback's last error kept
+
+
+@dataclass(frozen=True)
+class FailedCallbacks:
+    """Which failed status callbacks a retry takes: those of events that occurred in [after, before)."""
+
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
+    limit: int = 1000
 
 
 @dataclass(frozen=True)
@@ -70,3 +81,10 @@ class EventRecords:
         """How long the event waiting longest past its due time has waited (0 when none is overdue)."""
         row = fetch_one(self.pool, "callbacks_overdue")
         return float(row["seconds"]) if row else 0.0
+
+    def retry_failed(self, which: FailedCallbacks, *, dry_run: bool = False) -> BulkRetry:
+        """Make the failed callbacks `which` selects pending again, attempts reset, in one statement (only
+        count them on a dry run)."""
+        row = fetch_one(self.pool, "retry_failed_callbacks", **asdict(which), dry_run=dry_run)
+        assert row is not None  # an aggregate always returns its row
+        return BulkRetry(row["matched"], row["retried"])

@@ -592,3 +592,27 @@ LIMIT %(limit)s;
 SELECT coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float8 AS seconds
 FROM message_events
 WHERE callback_state = 'pending' AND next_attempt_at <= now();
+
+-- name: retry_failed_callbacks
+-- Up to %(limit)s status callback events that failed for good, whose change occurred in
+-- [%(occurred_after)s, %(occurred_before)s) (either bound may be null), oldest first: pending again with their
+-- attempts reset, due now, unless %(dry_run)s. Each keeps its id, so its `webhook-id` is the one the receiver
+-- may already have seen. Events whose message is gone (retention) are left: they would fail at once. How many
+-- matched, and how many went back.
+WITH matching AS (
+    SELECT e.id FROM message_events AS e
+    WHERE e.callback_state = 'failed'
+      AND e.occurred_at >= coalesce(%(occurred_after)s::timestamptz, '-infinity')
+      AND e.occurred_at < coalesce(%(occurred_before)s::timestamptz, 'infinity')
+      AND EXISTS (SELECT 1 FROM messages AS m WHERE m.id = e.message_id)
+    ORDER BY e.occurred_at, e.seq
+    LIMIT %(limit)s
+    FOR UPDATE OF e SKIP LOCKED
+), retried AS (
+    UPDATE message_events AS e
+    SET callback_state = 'pending', attempts = 0, dispatch_token = NULL, next_attempt_at = now()
+    FROM matching
+    WHERE e.id = matching.id AND NOT %(dry_run)s
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM matching) AS matched, (SELECT count(*) FROM retried) AS retried;

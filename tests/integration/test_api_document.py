@@ -30,6 +30,7 @@ CALLS = {
     ("get", "/messaging/messages/{message_id}/attempts"),
     ("get", "/messaging/messages/{message_id}/events"),
     ("post", "/messaging/failed/retry"),
+    ("post", "/messaging/callbacks/retry"),
     ("post", "/messaging/receipts"),
     ("get", "/health"),
     ("get", "/ready"),
@@ -47,6 +48,7 @@ ERRORS_BY_CALL = {
     ("post", "/messaging/messages/{message_id}/cancel"): {"401", "403", "404", "409", "413", "503"},
     ("get", "/messaging/messages/{message_id}/attempts"): {"400", "401", "403", "404", "503"},
     ("post", "/messaging/failed/retry"): {"401", "403", "413", "422", "503"},
+    ("post", "/messaging/callbacks/retry"): {"401", "403", "413", "422", "503"},
     ("get", "/messaging/messages/{message_id}/events"): {"401", "403", "404", "503"},
     ("post", "/messaging/receipts"): {"401", "403", "404", "413", "422", "503"},
 }

@@ -185,3 +185,45 @@ def test_metrics_say_how_long_the_most_overdue_callback_has_waited_while_callbac
     callbacks.dispatch(events, settings)
     assert scrape(on)[overdue] == 0, "a task holds them now, until its lease ends"
     assert overdue not in scrape(shared_app(api_token=TOKEN).test_client()), "no gauge while callbacks are off"
+
+
+def test_failed_callbacks_of_a_window_go_out_again_with_their_webhook_ids(
+    runtime, events, settings, client, callback_receiver, shared_app, db
+):
+    early, first, second, gone = canceled(runtime, 4)
+    db.execute("UPDATE message_events SET callback_state = 'failed', attempts = 3, last_error = 'HTTP 500'")
+    db.execute("UPDATE message_events SET occurred_at = '2026-11-01T09:00:00Z' WHERE message_id = %s", (early,))
+    db.execute("DELETE FROM messages WHERE id = %s", (gone,))  # retention took it
+    api = shared_app().test_client()
+
+    def retry(body: dict) -> dict:
+        answer = api.post("/messaging/callbacks/retry", json=body)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return answer.get_json()
+
+    since_the_outage = {"occurred_after": "2026-11-02T00:00:00+01:00"}
+    assert retry({**since_the_outage, "dry_run": True}) == {"matched": 2, "retried": 0, "dry_run": True}
+    assert {row["callback_state"] for row in callback_rows(db)} == {"failed"}, "a dry run changes nothing"
+    assert retry({**since_the_outage, "limit": 1}) == {"matched": 1, "retried": 1, "dry_run": False}
+    assert retry(since_the_outage) == {"matched": 1, "retried": 1, "dry_run": False}
+    assert retry(since_the_outage) == {"matched": 0, "retried": 0, "dry_run": False}
+
+    state = {row["message_id"]: (row["callback_state"], row["attempts"]) for row in
+             db.execute("SELECT message_id, callback_state, attempts FROM message_events")}  # fmt: skip
+    assert state == {early: ("failed", 3), first: ("pending", 0), second: ("pending", 0), gone: ("failed", 3)}
+    [token] = callbacks.dispatch(events, settings)
+    assert send(token, events, client, settings) == {"delivered": 2}
+    assert [headers["webhook-id"] for headers, _ in callback_receiver.received] == [
+        str(row["id"]) for row in db.execute("SELECT id FROM message_events WHERE message_id = ANY(%s) ORDER BY seq",
+                                             ([first, second],))  # fmt: skip
+    ]
+
+
+@pytest.mark.parametrize("body", [{"occurred_after": "2026-11-02T00:00:00"}, {"failed_after": "2026-11-02T00:00:00Z"},
+                                  {"limit": 0}])  # fmt: skip
+def test_a_bad_callback_retry_answers_422_and_retries_nothing(runtime, shared_app, db, body):
+    canceled(runtime, 1)
+    db.execute("UPDATE message_events SET callback_state = 'failed'")
+    answer = shared_app().test_client().post("/messaging/callbacks/retry", json=body)
+    assert answer.status_code == 422 and set(answer.get_json()["error"]["fields"]) == set(body)
+    assert {row["callback_state"] for row in callback_rows(db)} == {"failed"}
