@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,24 +86,14 @@ def drain(
             roles = cpu_by_role()
             started = time.perf_counter()
             start_sending(switch, api)
-            deadline = started + timeout
-            while (sent := data.count_sent(conn)) < count:
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"system: {sent}/{count} sent after {timeout}s; counts {data.counts(conn)}")
-                for worker in started_workers:
-                    if not worker.alive():
-                        raise RuntimeError(f"{worker.name} exited:\n{worker.log()[-3000:]}")
-                time.sleep(POLL_SECONDS)
+            sent = _wait_for_count(lambda: data.count_sent(conn), count, timeout, started_workers,
+                                   what=lambda: f"sent; counts {data.counts(conn)}")  # fmt: skip
             seconds = time.perf_counter() - started
             roles = cpu_spent(roles)
             callbacks_seconds = None
             if env.get("STATUS_CALLBACKS") == "on":
-                deadline = time.perf_counter() + timeout
-                while data.count_callbacks_delivered(conn) < count:
-                    if time.perf_counter() > deadline:
-                        raise RuntimeError(f"system: callbacks {data.count_callbacks_delivered(conn)}/{count} "
-                                           f"delivered after {timeout}s")
-                    time.sleep(POLL_SECONDS)
+                _wait_for_count(lambda: data.count_callbacks_delivered(conn), count, timeout, started_workers,
+                                what=lambda: "callbacks delivered")  # fmt: skip
                 callbacks_seconds = time.perf_counter() - started
         return Run(sent, seconds, roles, callbacks_seconds)
     finally:
@@ -110,3 +101,18 @@ def drain(
         switch.close()
         api.close()
         stack.stop()
+
+
+def _wait_for_count(
+    count_now: Callable[[], int], count: int, timeout: float, workers: list, *, what: Callable[[], str]
+) -> int:
+    """Poll `count_now()` until it reaches `count`; raise when `timeout` passes first or a worker exits."""
+    deadline = time.perf_counter() + timeout
+    while (reached := count_now()) < count:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"system: {reached}/{count} {what()} after {timeout}s")
+        for worker in workers:
+            if not worker.alive():
+                raise RuntimeError(f"{worker.name} exited:\n{worker.log()[-3000:]}")
+        time.sleep(POLL_SECONDS)
+    return reached

@@ -6,14 +6,13 @@ one status callback per change of state, and the audit is clean after."""
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 
 import pytest
 import requests
 
-from harness.stack import ROOT, Stack, environment, free_port
+from harness.stack import Stack, environment, free_port
 from receiver import Receiver
+from tests.faults.drain import assert_audit_clean
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -78,6 +77,4 @@ def test_receipts_race_duplicate_and_out_of_order_are_applied_once_with_a_callba
         finally:
             codes = stack.stop()
         assert codes == {"api": 0, "worker1": 0, "worker2": 0, "beat": 0}, stack.logs()
-    audit = subprocess.run([sys.executable, "-m", "messaging", "audit"], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_audit_clean(env)
